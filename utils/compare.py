@@ -1,0 +1,113 @@
+"""One comparison for every check: type, then shape, then dtype, then NaN, then values.
+
+Modelled on ``torch.testing.assert_close``: an element passes when
+``|actual - expected| <= atol + rtol * |expected|``, and a mismatch reports how
+many elements differ, the largest difference with its index, and the tolerance.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Tolerance:
+    atol: float
+    rtol: float
+
+    def describe(self) -> str:
+        return f"{self.atol:g} + {self.rtol:g}·|expected|"
+
+    def close(self, actual: np.ndarray, expected: np.ndarray) -> np.ndarray:
+        return np.abs(actual - expected) <= self.atol + self.rtol * np.abs(expected)
+
+
+# float32 arithmetic in a student's loop must pass; real mistakes differ by ~1e-1.
+DEFAULT_TOLERANCE = Tolerance(atol=1e-5, rtol=1e-4)
+
+
+@dataclass
+class Mismatch:
+    kind: str               # "type", "shape", "dtype", "nan", "values"
+    details: list[str]
+    max_abs_diff: float = float("nan")
+
+
+def to_numpy(value) -> np.ndarray | None:
+    """The student's return value as a numpy array, or None if it is not array-like."""
+    if value is None:
+        return None
+    if hasattr(value, "detach") and hasattr(value, "numpy"):  # a torch tensor
+        value = value.detach().cpu().numpy()
+    try:
+        array = np.asarray(value)
+    except Exception:
+        return None
+    if array.dtype == object:
+        return None
+    return array
+
+
+def _fmt(x: float) -> str:
+    return f"{x:.4g}"
+
+
+def compare(actual_raw, expected: np.ndarray, tol: Tolerance,
+            describe_index: Callable[[tuple], str] | None = None) -> tuple[Mismatch | None, float]:
+    """Compare the student's value with the reference.
+
+    Returns ``(None, max_abs_diff)`` when they agree, else ``(Mismatch, ...)``.
+    """
+    expected = np.asarray(expected, dtype=np.float64)
+    actual = to_numpy(actual_raw)
+    if actual is None:
+        got = "None (did you forget `return`?)" if actual_raw is None else type(actual_raw).__name__
+        return Mismatch("type", [f"Expected a numpy array of shape {expected.shape}, got {got}."]), float("nan")
+    if expected.ndim == 0 and actual.size == 1:
+        actual = actual.reshape(())
+    if actual.shape != expected.shape:
+        return Mismatch("shape", [f"Shape: yours {actual.shape}, expected {expected.shape}."]), float("nan")
+    if not (np.issubdtype(actual.dtype, np.floating) or np.issubdtype(actual.dtype, np.integer)):
+        return Mismatch("dtype", [f"dtype: yours {actual.dtype}, expected a floating-point array."]), float("nan")
+    if np.issubdtype(actual.dtype, np.integer) and not np.all(expected == np.round(expected)):
+        return Mismatch("dtype", [
+            f"dtype: yours {actual.dtype}, expected a floating-point array: the values were rounded "
+            "(e.g. np.zeros(..., dtype=int) or an integer input that was never cast to float)."]), float("nan")
+    actual = actual.astype(np.float64)
+    n = expected.size
+    bad_nan = ~np.isfinite(actual) & np.isfinite(expected)
+    if bad_nan.any():
+        index = tuple(int(i) for i in np.argwhere(bad_nan)[0])
+        where = describe_index(index) if describe_index else f"index {list(index)}"
+        return Mismatch("nan", [f"{int(bad_nan.sum())} of {n} values are NaN or infinite, "
+                                f"first at {where} (expected {_fmt(expected[index])})."]), float("inf")
+    diff = np.abs(actual - expected)
+    max_abs = float(diff.max()) if n else 0.0
+    ok = tol.close(actual, expected)
+    if ok.all():
+        return None, max_abs
+    n_bad = int((~ok).sum())
+    index = tuple(int(i) for i in np.unravel_index(int(np.argmax(np.where(ok, -1.0, diff))), diff.shape))
+    where = describe_index(index) if describe_index else f"[{', '.join(map(str, index))}]"
+    shape_note = f"Shape OK {actual.shape}. " if actual.ndim else ""
+    return Mismatch("values", [
+        f"{shape_note}{n_bad} of {n} values differ.",
+        f"Largest difference at {where}: yours {_fmt(actual[index])}, expected {_fmt(expected[index])} "
+        f"(allowed {tol.describe()}).",
+    ], max_abs), max_abs
+
+
+def agrees(actual: np.ndarray, expected: np.ndarray, tol: Tolerance) -> bool:
+    """True when both arrays have the same shape and agree within ``tol``."""
+    actual = to_numpy(actual)
+    expected = np.asarray(expected, dtype=np.float64)
+    if actual is None:
+        return False
+    if expected.ndim == 0 and actual.size == 1:
+        actual = actual.reshape(())
+    if actual.shape != expected.shape:
+        return False
+    with np.errstate(invalid="ignore"):
+        return bool(np.all(tol.close(actual.astype(np.float64), expected)))

@@ -1,0 +1,52 @@
+"""Known mistakes: each one is the reference computed the wrong way, with a name and a hint.
+
+When a student's output fails a case, every mistake is evaluated on the same
+inputs; if the student's output equals one of them (and that mistake really
+changes the answer on this case), the failure message names it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from .compare import Tolerance, agrees, to_numpy
+
+
+@dataclass(frozen=True)
+class Mistake:
+    name: str                              # "your output equals the reference computed with Δy and Δx swapped"
+    hint: str
+    compute: Callable[[Any], np.ndarray]   # the mistaken output for a case's inputs
+
+
+def identify(actual, inputs, mistakes: list[Mistake], expected: np.ndarray,
+             tol: Tolerance) -> Mistake | None:
+    """The first mistake whose output equals ``actual`` and differs from ``expected``."""
+    actual = to_numpy(actual)
+    if actual is None:
+        return None
+    for mistake in mistakes:
+        try:
+            wrong = mistake.compute(inputs)
+        except Exception:  # a mistake that cannot be formed on this case does not apply
+            continue
+        if agrees(actual, wrong, tol) and not agrees(wrong, expected, tol):
+            return mistake
+    return None
+
+
+def identify_shape(actual, inputs, mistakes: list[Mistake]) -> Mistake | None:
+    """A mistake whose output has the student's (wrong) shape, when no value match was found."""
+    actual = to_numpy(actual)
+    if actual is None:
+        return None
+    for mistake in mistakes:
+        try:
+            wrong = np.asarray(mistake.compute(inputs))
+        except Exception:
+            continue
+        if wrong.shape == actual.shape:
+            return mistake
+    return None

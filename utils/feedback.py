@@ -1,0 +1,94 @@
+"""What a check tells the student: a passed result or a failure report.
+
+Both render as plain text (terminals, nbgrader's feedback HTML) and as HTML in
+JupyterLab. A failure is an ``AssertionError`` subclass so that nbgrader counts
+the test cell as failed; its message *is* the feedback.
+"""
+from __future__ import annotations
+
+import html
+from dataclasses import dataclass, field
+
+
+@dataclass
+class Report:
+    """The parts of a failure message, in the order a student reads them."""
+
+    headline: str                      # "deform_conv2d does not match torchvision.ops.deform_conv2d"
+    case: str = ""                     # "Case 3 of 6: N=2, C_in=3, ..."
+    details: list[str] = field(default_factory=list)   # shape / values lines
+    likely_cause: str = ""             # a named mistake, when one matched
+    hint: str = ""
+
+    def lines(self) -> list[str]:
+        out = [f"✗ {self.headline}"]
+        if self.case:
+            out.append(f"  {self.case}")
+        out.extend(f"  {line}" for line in self.details)
+        if self.likely_cause:
+            out.append(f"  Likely cause: {self.likely_cause}")
+        if self.hint:
+            out.append(f"  Hint: {self.hint}")
+        return out
+
+    def text(self) -> str:
+        return "\n".join(self.lines())
+
+    def html(self) -> str:
+        parts = [f'<div style="border-left:4px solid #c62828;padding:4px 10px">'
+                 f'<b style="color:#c62828">✗ {html.escape(self.headline)}</b>']
+        if self.case:
+            parts.append(f"<div>{html.escape(self.case)}</div>")
+        if self.details:
+            parts.append("<pre style='margin:4px 0'>" +
+                         html.escape("\n".join(self.details)) + "</pre>")
+        if self.likely_cause:
+            parts.append(f"<div><b>Likely cause:</b> {html.escape(self.likely_cause)}</div>")
+        if self.hint:
+            parts.append(f"<div><b>Hint:</b> {html.escape(self.hint)}</div>")
+        parts.append("</div>")
+        return "".join(parts)
+
+
+class CheckFailure(AssertionError):
+    """Raised by a ``check_*`` function; ``str(error)`` is the feedback."""
+
+    def __init__(self, report: Report):
+        self.report = report
+        super().__init__("\n" + report.text())
+
+    def _repr_html_(self) -> str:
+        return self.report.html()
+
+
+class NotImplementedYet(CheckFailure):
+    """The student's function still raises ``NotImplementedError``."""
+
+
+@dataclass
+class CheckResult:
+    """Returned by a ``check_*`` function when every case passed."""
+
+    function: str
+    reference: str
+    n_cases: int
+    max_abs_diff: float
+    tolerance: str
+
+    def text(self) -> str:
+        return (f"✓ {self.function} matches {self.reference} on all {self.n_cases} cases "
+                f"(largest difference {self.max_abs_diff:.1e}, allowed {self.tolerance}).")
+
+    def __repr__(self) -> str:
+        return self.text()
+
+    def _repr_html_(self) -> str:
+        return (f'<div style="border-left:4px solid #2e7d32;padding:4px 10px;color:#2e7d32">'
+                f"{html.escape(self.text())}</div>")
+
+
+def raise_failure(report: Report, kind: type[CheckFailure] = CheckFailure):
+    """Raise the failure with no chained exception, so the student sees the feedback, not our internals."""
+    error = kind(report)
+    error.__suppress_context__ = True
+    raise error

@@ -1,0 +1,127 @@
+"""Course-level operations shared by the demo, the release script and the tests.
+
+Everything runs nbgrader through its command line, exactly as an instructor does,
+from a course root that holds nbgrader_config.py.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import nbformat
+
+from .samples import SampleMistake, mistakes_for
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+ASSIGNMENT_ORDER = ["deformable_conv", "cnn", "rnn", "attention", "vit"]
+
+_SOLUTION_BLOCK = re.compile(r"^[ \t]*### BEGIN SOLUTION[ \t]*\n(.*?)^[ \t]*### END SOLUTION[ \t]*\n?",
+                             re.DOTALL | re.MULTILINE)
+_HIDDEN_BLOCK = re.compile(r"^[ \t]*### BEGIN HIDDEN TESTS.*?### END HIDDEN TESTS[ \t]*\n?", re.DOTALL | re.MULTILINE)
+
+
+def assignments(root: Path = REPO_ROOT) -> list[str]:
+    """Assignments that have a source folder, in syllabus order."""
+    present = [p.name for p in (root / "source").iterdir() if p.is_dir() and list(p.glob("*.ipynb"))]
+    return [a for a in ASSIGNMENT_ORDER if a in present] + sorted(set(present) - set(ASSIGNMENT_ORDER))
+
+
+def notebooks(assignment: str, root: Path = REPO_ROOT) -> list[Path]:
+    return sorted((root / "source" / assignment).glob("*.ipynb"))
+
+
+def nbgrader(*args: str, root: Path = REPO_ROOT, check: bool = True, quiet: bool = True,
+             timeout: float | None = None) -> subprocess.CompletedProcess:
+    """Run ``nbgrader <args>`` in the course root with this environment's executables on PATH."""
+    env = dict(os.environ)
+    env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
+    cmd = [sys.executable, "-m", "nbgrader", *args]
+    proc = subprocess.run(cmd, cwd=root, env=env, text=True, capture_output=quiet, timeout=timeout)
+    if check and proc.returncode != 0:
+        tail = "\n".join(((proc.stdout or "") + (proc.stderr or "")).splitlines()[-30:])
+        raise RuntimeError(f"`nbgrader {' '.join(args)}` failed (exit {proc.returncode}):\n{tail}")
+    return proc
+
+
+def generate_release(root: Path = REPO_ROOT, names: list[str] | None = None) -> None:
+    """``nbgrader generate_assignment`` for every assignment: source/ → release/."""
+    for name in names or assignments(root):
+        nbgrader("generate_assignment", name, "--force", root=root)
+
+
+def solution_code(cell_source: str) -> str:
+    """The instructor's answer: the cell with the BEGIN/END SOLUTION marker lines removed."""
+    return _SOLUTION_BLOCK.sub(lambda m: m.group(1), cell_source)
+
+
+def solution_cells(source_notebook: Path) -> dict[str, str]:
+    """grade_id -> instructor answer, for every solution cell of a source notebook."""
+    nb = nbformat.read(source_notebook, as_version=4)
+    out = {}
+    for cell in nb.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if meta.get("solution"):
+            out[meta["grade_id"]] = solution_code(cell.source)
+    return out
+
+
+def fill_solutions(release_nb, answers: dict[str, str]):
+    """A copy of a release notebook whose solution cells hold ``answers`` (grade_id -> source)."""
+    nb = nbformat.from_dict(json.loads(json.dumps(release_nb)))
+    for cell in nb.cells:
+        gid = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if cell.metadata.get("nbgrader", {}).get("solution") and gid in answers:
+            cell.source = answers[gid]
+    return nb
+
+
+def apply_mistake(answers: dict[str, str], mistake: SampleMistake) -> dict[str, str]:
+    if mistake.cell not in answers:
+        raise KeyError(f"sample {mistake.student}: no solution cell {mistake.cell!r} in {mistake.notebook}.ipynb")
+    code = answers[mistake.cell]
+    for old, new in mistake.replace:
+        if code.count(old) != 1:
+            raise ValueError(f"sample {mistake.student}: {old!r} occurs {code.count(old)} times in cell "
+                             f"{mistake.cell!r}, expected exactly once")
+        code = code.replace(old, new)
+    return {**answers, mistake.cell: code}
+
+
+def sample_students(assignment: str) -> list[str]:
+    return ["solution", "untouched"] + [m.student for m in mistakes_for(assignment)]
+
+
+def build_submissions(assignment: str, root: Path = REPO_ROOT) -> dict[str, SampleMistake | None]:
+    """Write submitted/<student>/<assignment>/ for the solution, the untouched release and each mistake.
+
+    Returns student id -> the mistake it carries (None for solution and untouched).
+    """
+    built: dict[str, SampleMistake | None] = {}
+    mistakes = mistakes_for(assignment)
+    for student in sample_students(assignment):
+        folder = root / "submitted" / student / assignment
+        if folder.exists():
+            shutil.rmtree(folder)
+        folder.mkdir(parents=True)
+        mistake = next((m for m in mistakes if m.student == student), None)
+        for source_nb in notebooks(assignment, root):
+            release_nb = nbformat.read(root / "release" / assignment / source_nb.name, as_version=4)
+            if student == "untouched":
+                nb = release_nb
+            else:
+                answers = solution_cells(source_nb)
+                if mistake is not None and mistake.notebook == source_nb.stem:
+                    answers = apply_mistake(answers, mistake)
+                nb = fill_solutions(release_nb, answers)
+            nbformat.write(nb, folder / source_nb.name)
+        built[student] = mistake
+    return built
+
+
+def strip_hidden_tests(source: str) -> str:
+    return _HIDDEN_BLOCK.sub("", source)

@@ -1,0 +1,121 @@
+"""The main job: the whole nbgrader cycle on sample submissions, then a score table.
+
+    python -m utils.instructor.demo [assignment ...]
+
+1. regenerate release/ from source/ (nbgrader generate_assignment);
+2. write submitted/<student>/<assignment>/: the instructor solution, the untouched
+   release, and one submission per typical mistake (utils/instructor/samples/);
+3. nbgrader autograde, generate_feedback and export (grades.csv);
+4. print a per-student score table from the gradebook and check what each sample
+   must get: the solution full marks, the untouched release 0, each mistake a partial
+   score whose feedback names the mistake.
+"""
+from __future__ import annotations
+
+import html
+import re
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from nbgrader.api import Gradebook
+
+from .course import REPO_ROOT, assignments, build_submissions, generate_release, nbgrader, notebooks
+from .samples import SampleMistake
+
+
+@dataclass
+class Outcome:
+    student: str
+    assignment: str
+    code_score: float
+    max_code_score: float
+    written_score: str
+    max_written_score: float
+    expectation: str
+    met: bool
+
+
+def db_url(root: Path) -> str:
+    return f"sqlite:///{root / 'gradebook.db'}?timeout=60"
+
+
+def feedback_text(root: Path, student: str, assignment: str) -> str:
+    """All feedback HTML of one submission as plain text."""
+    texts = []
+    for path in sorted((root / "feedback" / student / assignment).glob("*.html")):
+        raw = re.sub(r"<[^>]+>", " ", path.read_text(encoding="utf-8"))
+        texts.append(html.unescape(raw))
+    return "\n".join(texts)
+
+
+def judge(root: Path, assignment: str, built: dict[str, SampleMistake | None]) -> list[Outcome]:
+    outcomes = []
+    with Gradebook(db_url(root)) as gb:
+        for student, mistake in built.items():
+            sub = gb.find_submission(assignment, student)
+            score, best = float(sub.code_score), float(sub.max_code_score)
+            if student == "solution":
+                expectation, met = "full marks", abs(score - best) < 1e-9
+            elif student == "untouched":
+                expectation, met = "0", score == 0
+            else:
+                named = mistake.diagnosis in feedback_text(root, student, assignment)
+                expectation = f"partial, feedback names: {mistake.diagnosis}"
+                met = 0 < score < best and named
+            written = "pending" if sub.needs_manual_grade else f"{float(sub.written_score):g}"
+            outcomes.append(Outcome(student, assignment, score, best, written,
+                                    float(sub.max_written_score), expectation, met))
+    return outcomes
+
+
+def grade(assignment: str, root: Path = REPO_ROOT) -> list[Outcome]:
+    built = build_submissions(assignment, root)
+    proc = nbgrader("autograde", assignment, "--force", root=root, check=False)
+    if proc.returncode != 0:
+        errors = [line for line in (proc.stdout + proc.stderr).splitlines() if "ERROR" in line]
+        print("  nbgrader autograde reported errors:\n  " + "\n  ".join(errors[-10:]), flush=True)
+    nbgrader("generate_feedback", assignment, "--force", root=root)
+    return judge(root, assignment, built)
+
+
+def print_table(outcomes: list[Outcome]) -> None:
+    header = f"{'student':34} {'assignment':16} {'auto score':>11}  {'written':>15}  expected"
+    print(header)
+    print("-" * len(header))
+    for o in outcomes:
+        written = f"{o.written_score} /{o.max_written_score:g}" if o.max_written_score else "—"
+        mark = "✓" if o.met else "✗"
+        print(f"{o.student:34} {o.assignment:16} {o.code_score:>5g} /{o.max_code_score:<4g}  {written:>15}  "
+              f"{mark} {o.expectation}")
+
+
+def run(root: Path, names: list[str]) -> list[Outcome]:
+    """Release, sample submissions, autograde, feedback and export for ``names``."""
+    print(f"Regenerating release/ for {', '.join(names)} ...", flush=True)
+    generate_release(root, names)
+    outcomes = []
+    for name in names:
+        n_notebooks = len(notebooks(name, root))
+        print(f"Autograding {name} ({n_notebooks} notebook{'s' if n_notebooks != 1 else ''}) ...", flush=True)
+        outcomes += grade(name, root)
+    nbgrader("export", root=root)
+    return outcomes
+
+
+def main(argv: list[str]) -> int:
+    root = REPO_ROOT
+    start = time.perf_counter()
+    outcomes = run(root, argv or assignments(root))
+    print(f"\nScores from the gradebook ({root / 'gradebook.db'}); grades exported to grades.csv; "
+          f"feedback in feedback/<student>/<assignment>/.\n")
+    print_table(outcomes)
+    failed = [o for o in outcomes if not o.met]
+    print(f"\n{len(outcomes) - len(failed)} of {len(outcomes)} submissions graded as expected "
+          f"in {time.perf_counter() - start:.0f} s.")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
