@@ -7,9 +7,24 @@ STAMP := $(VENV)/.course-installed
 # nbgrader runs helper executables (alembic) and kernels from the environment.
 export PATH := $(abspath $(VENV))/bin:$(PATH)
 
-.PHONY: setup demo test release bench clean-grading
+# Debian packages: bubblewrap sandboxes the grading kernels, PostgreSQL backs the
+# many-grader gradebook test, Chromium runs the JupyterLab browser test.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-setup: $(STAMP)
+.PHONY: setup system-packages demo test release bench clean-grading
+
+setup: system-packages $(STAMP)
+
+system-packages:
+	@missing=""; \
+	command -v bwrap >/dev/null || missing="$$missing bubblewrap"; \
+	command -v chromium >/dev/null || missing="$$missing chromium"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	if [ -n "$$missing" ]; then \
+	  echo "Installing Debian packages:$$missing"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
+	fi
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)

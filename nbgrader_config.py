@@ -24,21 +24,34 @@ c.CourseDirectory.ignore = [
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
 c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 
-# Loop-based student code (the deformable convolution in nested Python loops) takes seconds
-# per test cell; a whole notebook must still finish for a class of hundreds.
-c.Execute.timeout = 180
-c.Execute.interrupt_on_timeout = True
-
-# Library warnings on stderr would zero a correct test cell: filter them before grading.
+# Grading runs each student's kernel in a bubblewrap sandbox (utils/sandbox.py) and decides
+# verdicts outside it (utils/trusted.py): the kernel only records what the student's code returns
+# on inputs drawn with a course secret; references and points are computed here.
 from nbconvert.preprocessors import ClearMetadataPreprocessor  # noqa: E402
-from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, Execute, IgnorePattern,  # noqa: E402
-                                    LimitOutput, SaveAutoGrades)
+from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, ClearOutput,  # noqa: E402
+                                    DeduplicateIds, IgnorePattern, LimitOutput,
+                                    OverwriteKernelspec, SaveAutoGrades)
 
 from utils.nbgrader_ext import FilterHarmlessStderr  # noqa: E402
+from utils.sandbox import SandboxedExecute  # noqa: E402
+from utils.trusted import (ApplyTrustedVerdicts, OverwriteCellsInPlace, PrepareTrustedTests,  # noqa: E402
+                           RestoreGradeCells)
+
+c.Autograde.sanitize_preprocessors = [
+    ClearOutput,
+    DeduplicateIds,
+    OverwriteKernelspec,
+    RestoreGradeCells,      # edited test-cell metadata is reset to the source version
+    OverwriteCellsInPlace,  # deleted test cells are graded from the source version
+    CheckCellMetadata,
+]
+c.OverwriteCellsInPlace.add_missing_cells = True
 
 c.Autograde.autograde_preprocessors = [
-    Execute,
-    FilterHarmlessStderr,
+    PrepareTrustedTests,
+    SandboxedExecute,
+    FilterHarmlessStderr,   # library warnings on stderr would zero a correct test cell
+    ApplyTrustedVerdicts,
     IgnorePattern,
     ClearMetadataPreprocessor,
     LimitOutput,
@@ -47,3 +60,21 @@ c.Autograde.autograde_preprocessors = [
     CheckCellMetadata,
 ]
 c.Autograde.create_student = True
+
+# Loop-based student code (the deformable convolution in nested Python loops) takes seconds
+# per test cell; a runaway cell is interrupted after this many seconds.
+c.SandboxedExecute.timeout = 180
+c.SandboxedExecute.interrupt_on_timeout = True
+c.SandboxedExecute.cpu_time_limit = 900          # CPU seconds per notebook
+c.SandboxedExecute.memory_limit_mb = 6144        # heap per kernel
+c.SandboxedExecute.cell_output_limit_kb = 512    # output kept per cell
+# Notebooks graded "from scratch": these libraries cannot be imported by the grading kernel.
+c.SandboxedExecute.from_scratch = {
+    "deformable_conv/deformable_conv": ["torch", "torchvision"],
+    "cnn/cnn_layers": ["torch", "torchvision"],
+}
+
+# Unreadable (invalid JSON) and renamed notebooks are graded with a note instead of dropped.
+from utils.nbgrader_ext import repair_submissions  # noqa: E402
+
+repair_submissions()

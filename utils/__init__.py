@@ -4,10 +4,21 @@ Each ``check_<exercise>(your_function)`` runs your implementation on several
 cases, compares it with a torch/torchvision reference computed in float64, and
 either shows a ✓ line or raises :class:`CheckFailure` whose message says which
 case failed, where, and the likely mistake.
-"""
-from .deformable import (check_bilinear_interpolate, check_conv_output_size, check_deform_conv2d,
-                         check_sampling_positions)
-from .feedback import CheckFailure, CheckResult, NotImplementedYet
 
-__all__ = ["CheckFailure", "CheckResult", "NotImplementedYet", "check_bilinear_interpolate",
-           "check_conv_output_size", "check_deform_conv2d", "check_sampling_positions"]
+``from utils import check_deform_conv2d`` imports only the module of that
+assignment (torch itself is imported when a reference is first computed).
+"""
+from .feedback import CheckFailure, CheckResult, NotImplementedYet
+from .registry import MODULE_OF_CHECK, check_function
+
+__all__ = ["CheckFailure", "CheckResult", "NotImplementedYet", *sorted(MODULE_OF_CHECK)]
+
+
+def __getattr__(name: str):
+    if name in MODULE_OF_CHECK:
+        return check_function(name)
+    raise AttributeError(f"module 'utils' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(MODULE_OF_CHECK))

@@ -3,12 +3,16 @@ compare with the reference, and turn the first failure into feedback.
 
 An assignment module describes an exercise (its cases, its reference, its
 known mistakes) and calls :func:`run_check`; nothing here knows about a
-particular exercise.
+particular exercise. The loop has two halves so that grading can split them:
+:func:`produce` runs student code (in the student's kernel), :func:`judge`
+compares with the reference (in the trusted grading process).
 """
 from __future__ import annotations
 
 import copy
+import importlib
 import os
+import sys
 import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable
@@ -17,7 +21,7 @@ import numpy as np
 
 from .compare import DEFAULT_TOLERANCE, Tolerance, compare
 from .diagnose import Mistake, identify, identify_shape
-from .feedback import CheckResult, NotImplementedYet, Report, raise_failure
+from .feedback import CheckFailure, CheckResult, NotImplementedYet, Report, raise_failure
 
 
 @dataclass
@@ -42,13 +46,25 @@ class Exercise:
     tolerance: Tolerance = DEFAULT_TOLERANCE
     hint: str = ""                                 # shown when no mistake matched
     exception_hints: dict[str, str] = field(default_factory=dict)  # exception type name -> hint
+    # Library functions/classes a from-scratch answer must not call ("torch.nn.functional.conv2d",
+    # "torch.nn.LSTMCell"): calling one fails the case, in the visible check and when grading.
+    forbidden: tuple[str, ...] = ()
+
+
+@dataclass
+class Produced:
+    """What the student's code gave for one case: a value, or a report of why there is none."""
+
+    value: Any = None
+    error: Report | None = None
+    not_implemented: bool = False
 
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
 def _student_frame(exc: BaseException) -> str:
-    """'line 12, in deform_conv2d: v = img[y, x]' for the innermost frame outside this package."""
+    """'line 12, in deform_conv2d → v = img[y, x]' for the innermost frame outside this package."""
     frames = [f for f in traceback.extract_tb(exc.__traceback__)
               if not os.path.abspath(f.filename).startswith(_PACKAGE_DIR)]
     if not frames:
@@ -58,54 +74,146 @@ def _student_frame(exc: BaseException) -> str:
     return f"line {f.lineno}, in {f.name}{code}"
 
 
-def _call_student(exercise: Exercise, fn: Callable, case: Case, label: str):
-    """The student's output for a case; failures become feedback, never a traceback."""
-    __tracebackhide__ = True  # IPython then shows the feedback, not this package's frames
+def not_implemented_report(exercise: Exercise) -> Report:
+    return Report(headline=f"{exercise.function} is not implemented yet",
+                  hint=f"replace `raise NotImplementedError()` in {exercise.function} with your code, "
+                       "run that cell, then run this check again.")
+
+
+def _resolve(path: str) -> Any:
+    """The object at a dotted path, or None when its module is not imported (so it was not called)."""
+    parts = path.split(".")
+    for split in range(len(parts) - 1, 0, -1):
+        module = sys.modules.get(".".join(parts[:split]))
+        if module is not None:
+            obj = module
+            try:
+                for name in parts[split:]:
+                    obj = getattr(obj, name)
+            except AttributeError:
+                return None
+            return obj
+    return None
+
+
+class _CallWatcher:
+    """Notices calls of forbidden library code while the student's code runs (sys.setprofile).
+
+    Watching calls, not names, also catches aliases (``from torch.nn.functional import conv2d as c``).
+    """
+
+    def __init__(self, paths: tuple[str, ...]):
+        self.builtins: dict[int, str] = {}
+        self.codes: dict[Any, str] = {}
+        for path in paths:
+            obj = _resolve(path)
+            if obj is None:
+                continue
+            if isinstance(obj, type):
+                obj = getattr(obj, "forward", None) or getattr(obj, "__call__", None)
+            code = getattr(obj, "__code__", None)
+            if code is not None:
+                self.codes.setdefault(code, path)
+            else:
+                self.builtins.setdefault(id(obj), path)
+        self.called: str = ""
+
+    def __enter__(self):
+        self._previous = sys.getprofile()
+        if self.codes or self.builtins:
+            sys.setprofile(self._event)
+        return self
+
+    def __exit__(self, *exc):
+        sys.setprofile(self._previous)
+
+    def _event(self, frame, event, arg):
+        if self.called:
+            return
+        if event == "call":
+            self.called = self.codes.get(frame.f_code, "")
+        elif event == "c_call":
+            self.called = self.builtins.get(id(arg), "")
+
+
+def from_scratch_report(exercise: Exercise, called: str, label: str = "", description: str = "") -> Report:
+    return Report(
+        headline=f"{exercise.function} must be written from scratch, but it called {called}",
+        case=f"{label}: {description}" if label else "",
+        details=[f"{called} computes the reference this exercise is compared with; an answer that calls "
+                 "it earns no points for this exercise."],
+        hint="write the computation yourself from the formulas above (NumPy / basic tensor operations).")
+
+
+def produce(exercise: Exercise, fn: Callable, case: Case, label: str) -> Produced:
+    """Run the student's code on one case; an exception becomes a report, never a traceback."""
     inputs = copy.deepcopy(case.inputs)   # the student may modify their inputs in place
     try:
-        return exercise.call(fn, inputs)
+        if not exercise.forbidden:
+            return Produced(value=exercise.call(fn, inputs))
+        with _CallWatcher(exercise.forbidden) as watcher:
+            value = exercise.call(fn, inputs)
+        if watcher.called:
+            return Produced(error=from_scratch_report(exercise, watcher.called, label, case.description))
+        return Produced(value=value)
     except NotImplementedError:
-        raise_failure(Report(
-            headline=f"{exercise.function} is not implemented yet",
-            hint=f"replace `raise NotImplementedError()` in {exercise.function} with your code, "
-                 "run that cell, then run this check again."), NotImplementedYet)
+        return Produced(error=not_implemented_report(exercise), not_implemented=True)
     except Exception as exc:  # noqa: BLE001 - any error in student code is feedback
         where = _student_frame(exc)
         details = [f"Your function raised {type(exc).__name__}: {exc}"]
         if where:
             details.append(f"At {where}")
-        raise_failure(Report(
+        return Produced(error=Report(
             headline=f"{exercise.function} raised an error",
             case=f"{label}: {case.description}",
             details=details,
             hint=exercise.exception_hints.get(type(exc).__name__, exercise.hint)))
 
 
-def run_check(exercise: Exercise, fn: Callable, hidden: bool = False) -> CheckResult:
-    """Check ``fn`` on every case; return a result or raise :class:`CheckFailure`."""
-    __tracebackhide__ = True
-    if not callable(fn):
-        raise_failure(Report(
-            headline=f"check_{exercise.function} expects your function, got {type(fn).__name__}",
-            hint=f"pass the function itself: check_{exercise.function}({exercise.function})"))
-    cases = exercise.make_cases(hidden)
+def judge(exercise: Exercise, case: Case, label: str, produced: Produced) -> tuple[Report | None, float]:
+    """Compare one produced output with the reference: ``(None, max_abs_diff)`` when it passes."""
+    if produced.error is not None:
+        return produced.error, float("nan")
+    expected = exercise.reference(case.inputs)
+    actual = produced.value
+    mismatch, max_abs = compare(actual, expected, exercise.tolerance, case.describe_index)
+    if mismatch is None:
+        return None, max_abs
+    mistake = identify(actual, case.inputs, exercise.mistakes, expected, exercise.tolerance)
+    if mistake is None and mismatch.kind == "shape":
+        mistake = identify_shape(actual, case.inputs, exercise.mistakes)
+    return Report(
+        headline=f"{exercise.function} does not match {exercise.reference_name}",
+        case=f"{label}: {case.description}",
+        details=mismatch.details,
+        likely_cause=mistake.name if mistake else "",
+        hint=mistake.hint if mistake else exercise.hint), max_abs
+
+
+def case_label(number: int, total: int) -> str:
+    return f"Case {number} of {total}"
+
+
+def evaluate(exercise: Exercise, cases: list[Case], outputs: Callable[[int, Case, str], Produced]
+             ) -> CheckResult | Report:
+    """Judge every case in order; the first failure is the verdict."""
     worst = 0.0
     for number, case in enumerate(cases, start=1):
-        label = f"Case {number} of {len(cases)}"
-        expected = exercise.reference(case.inputs)
-        actual = _call_student(exercise, fn, case, label)
-        mismatch, max_abs = compare(actual, expected, exercise.tolerance, case.describe_index)
-        if mismatch is None:
-            worst = max(worst, max_abs)
-            continue
-        mistake = identify(actual, case.inputs, exercise.mistakes, expected, exercise.tolerance)
-        if mistake is None and mismatch.kind == "shape":
-            mistake = identify_shape(actual, case.inputs, exercise.mistakes)
-        raise_failure(Report(
-            headline=f"{exercise.function} does not match {exercise.reference_name}",
-            case=f"{label}: {case.description}",
-            details=mismatch.details,
-            likely_cause=mistake.name if mistake else "",
-            hint=mistake.hint if mistake else exercise.hint))
+        label = case_label(number, len(cases))
+        report, max_abs = judge(exercise, case, label, outputs(number - 1, case, label))
+        if report is not None:
+            return report
+        worst = max(worst, max_abs)
     return CheckResult(exercise.function, exercise.reference_name, len(cases), worst,
                        exercise.tolerance.describe())
+
+
+def run_check(exercise: Exercise, fn: Callable, hidden: bool = False) -> CheckResult:
+    """Check ``fn`` on every case; return a result or raise :class:`CheckFailure`."""
+    __tracebackhide__ = True  # IPython then shows the feedback, not this package's frames
+    verdict = evaluate(exercise, exercise.make_cases(hidden),
+                       lambda index, case, label: produce(exercise, fn, case, label))
+    if isinstance(verdict, Report):
+        raise_failure(verdict, NotImplementedYet if verdict.headline.endswith("not implemented yet")
+                      else CheckFailure)
+    return verdict

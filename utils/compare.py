@@ -63,7 +63,8 @@ def compare(actual_raw, expected: np.ndarray, tol: Tolerance,
     expected = np.asarray(expected, dtype=np.float64)
     actual = to_numpy(actual_raw)
     if actual is None:
-        got = "None (did you forget `return`?)" if actual_raw is None else type(actual_raw).__name__
+        type_name = getattr(actual_raw, "type_name", type(actual_raw).__name__)
+        got = "None (did you forget `return`?)" if actual_raw is None else type_name
         return Mismatch("type", [f"Expected a numpy array of shape {expected.shape}, got {got}."]), float("nan")
     if expected.ndim == 0 and actual.size == 1:
         actual = actual.reshape(())

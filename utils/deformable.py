@@ -320,6 +320,7 @@ BILINEAR_MISTAKES = [Mistake(name, hint, _bilinear_variant(rule)) for rule, (nam
 
 BILINEAR = Exercise(
     function="bilinear_interpolate",
+    forbidden=("torch.nn.functional.grid_sample",),
     reference_name="torchvision's bilinear sampling (torchvision.ops.deform_conv2d)",
     make_cases=_bilinear_cases,
     reference=lambda inputs: torchvision_bilinear(inputs["a_l"], inputs["points"]),
@@ -475,6 +476,7 @@ DEFORM_MISTAKES = (
 
 DEFORM = Exercise(
     function="deform_conv2d",
+    forbidden=("torchvision.ops.deform_conv2d", "torchvision.ops.DeformConv2d"),
     reference_name="torchvision.ops.deform_conv2d",
     make_cases=lambda hidden: _deform_cases("deform_conv2d", hidden, _describe_output_index),
     reference=lambda inputs: torchvision_deform_conv2d(**inputs),
@@ -491,11 +493,17 @@ EXERCISES = {e.function: e for e in (OUTPUT_SIZE, BILINEAR, POSITIONS, DEFORM)}
 
 
 def _show(result: CheckResult) -> None:
+    """Show a passed check: an HTML box in JupyterLab, the plain text everywhere else.
+
+    The output carries both ``text/html`` and ``text/plain``, so a terminal, nbconvert's text
+    exports and nbgrader's feedback can fall back on the text. Failures are raised, never shown
+    here: their message is the plain-text traceback.
+    """
     try:
         from IPython import get_ipython
         from IPython.display import display
         if get_ipython() is not None:
-            display(result)
+            display({"text/plain": result.text(), "text/html": result._repr_html_()}, raw=True)
             return
     except ImportError:
         pass

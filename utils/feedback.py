@@ -35,7 +35,8 @@ class Report:
         return "\n".join(self.lines())
 
     def html(self) -> str:
-        parts = [f'<div style="border-left:4px solid #c62828;padding:4px 10px">'
+        parts = [f'<div class="course-check course-check-fail" '
+                 f'style="border-left:4px solid #c62828;padding:4px 10px;margin:2px 0">'
                  f'<b style="color:#c62828">✗ {html.escape(self.headline)}</b>']
         if self.case:
             parts.append(f"<div>{html.escape(self.case)}</div>")
@@ -60,6 +61,14 @@ class CheckFailure(AssertionError):
     def _repr_html_(self) -> str:
         return self.report.html()
 
+    def _render_traceback_(self) -> list[str]:
+        """IPython's traceback of a failed check: the exception's name and the report, as plain text.
+
+        The report already says where the student's code failed; the frames that raised are ours.
+        It is the same text nbgrader's feedback shows for a graded test cell.
+        """
+        return [f"\x1b[0;31m{type(self).__name__}\x1b[0m:", *self.report.lines()]
+
 
 class NotImplementedYet(CheckFailure):
     """The student's function still raises ``NotImplementedError``."""
@@ -83,8 +92,14 @@ class CheckResult:
         return self.text()
 
     def _repr_html_(self) -> str:
-        return (f'<div style="border-left:4px solid #2e7d32;padding:4px 10px;color:#2e7d32">'
-                f"{html.escape(self.text())}</div>")
+        """JupyterLab's view; ``text/plain`` (``repr``) stays the plain :meth:`text`."""
+        cases = f"all {self.n_cases} cases" if self.n_cases != 1 else "its 1 case"
+        return (f'<div class="course-check course-check-pass" '
+                f'style="border-left:4px solid #2e7d32;padding:4px 10px;margin:2px 0">'
+                f'<b style="color:#2e7d32">✓ Passed:</b> <code>{html.escape(self.function)}</code> '
+                f"matches {html.escape(self.reference)} on {cases}."
+                f'<div style="opacity:0.75;font-size:90%">Largest difference {self.max_abs_diff:.1e}, '
+                f"allowed {html.escape(self.tolerance)}.</div></div>")
 
 
 def raise_failure(report: Report, kind: type[CheckFailure] = CheckFailure):

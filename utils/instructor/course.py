@@ -92,18 +92,29 @@ def apply_mistake(answers: dict[str, str], mistake: SampleMistake) -> dict[str, 
     return {**answers, mistake.cell: code}
 
 
-def sample_students(assignment: str) -> list[str]:
-    return ["solution", "untouched"] + [m.student for m in mistakes_for(assignment)]
+def sample_mistakes(assignment: str, per_notebook: int | None = None) -> list[SampleMistake]:
+    """The assignment's sample mistakes; with ``per_notebook``, only the first ones of each notebook."""
+    chosen, count = [], {}
+    for mistake in mistakes_for(assignment):
+        count[mistake.notebook] = count.get(mistake.notebook, 0) + 1
+        if per_notebook is None or count[mistake.notebook] <= per_notebook:
+            chosen.append(mistake)
+    return chosen
 
 
-def build_submissions(assignment: str, root: Path = REPO_ROOT) -> dict[str, SampleMistake | None]:
+def sample_students(assignment: str, per_notebook: int | None = None) -> list[str]:
+    return ["solution", "untouched"] + [m.student for m in sample_mistakes(assignment, per_notebook)]
+
+
+def build_submissions(assignment: str, root: Path = REPO_ROOT,
+                      mistakes_per_notebook: int | None = None) -> dict[str, SampleMistake | None]:
     """Write submitted/<student>/<assignment>/ for the solution, the untouched release and each mistake.
 
     Returns student id -> the mistake it carries (None for solution and untouched).
     """
     built: dict[str, SampleMistake | None] = {}
-    mistakes = mistakes_for(assignment)
-    for student in sample_students(assignment):
+    mistakes = sample_mistakes(assignment, mistakes_per_notebook)
+    for student in sample_students(assignment, mistakes_per_notebook):
         folder = root / "submitted" / student / assignment
         if folder.exists():
             shutil.rmtree(folder)

@@ -70,8 +70,8 @@ def judge(root: Path, assignment: str, built: dict[str, SampleMistake | None]) -
     return outcomes
 
 
-def grade(assignment: str, root: Path = REPO_ROOT) -> list[Outcome]:
-    built = build_submissions(assignment, root)
+def grade(assignment: str, root: Path = REPO_ROOT, mistakes_per_notebook: int | None = None) -> list[Outcome]:
+    built = build_submissions(assignment, root, mistakes_per_notebook)
     proc = nbgrader("autograde", assignment, "--force", root=root, check=False)
     if proc.returncode != 0:
         errors = [line for line in (proc.stdout + proc.stderr).splitlines() if "ERROR" in line]
@@ -91,15 +91,18 @@ def print_table(outcomes: list[Outcome]) -> None:
               f"{mark} {o.expectation}")
 
 
-def run(root: Path, names: list[str]) -> list[Outcome]:
-    """Release, sample submissions, autograde, feedback and export for ``names``."""
+def run(root: Path, names: list[str], mistakes_per_notebook: int | None = None) -> list[Outcome]:
+    """Release, sample submissions, autograde, feedback and export for ``names``.
+
+    ``mistakes_per_notebook`` limits the sample mistakes (all of them by default).
+    """
     print(f"Regenerating release/ for {', '.join(names)} ...", flush=True)
     generate_release(root, names)
     outcomes = []
     for name in names:
         n_notebooks = len(notebooks(name, root))
         print(f"Autograding {name} ({n_notebooks} notebook{'s' if n_notebooks != 1 else ''}) ...", flush=True)
-        outcomes += grade(name, root)
+        outcomes += grade(name, root, mistakes_per_notebook)
     nbgrader("export", root=root)
     return outcomes
 

@@ -1,0 +1,453 @@
+"""Tests of utils/cnn_pipeline.py: the checks of the notebook source/cnn/cnn_pipeline.ipynb.
+
+For every check: the instructor solution and independent correct variants pass; each catalogued mistake,
+written as a student would write it (an edit of the solution), fails with the mistake's name in the
+message; a stub is reported as not implemented; numpy's, Python's and torch's global generators are
+untouched. The sample mistakes of utils/instructor/samples/cnn_pipeline.py must apply and be diagnosed,
+and ``Exercise.call`` must return plain arrays that the grader side accepts.
+"""
+from __future__ import annotations
+
+import pickle
+import random
+import re
+from pathlib import Path
+
+import nbformat
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+import torch.optim as optim
+from torch.utils.data import DataLoader, Dataset, Subset, random_split
+from torchvision import transforms
+
+from utils import cnn_pipeline as cp
+from utils.checking import Case, Produced, evaluate, produce
+from utils.compare import to_numpy
+from utils.feedback import CheckFailure, CheckResult, NotImplementedYet
+from utils.instructor.samples.cnn_pipeline import MISTAKES as SAMPLES
+from utils.seeding import grading_salt
+
+NOTEBOOK = Path(__file__).resolve().parents[1] / "source" / "cnn" / "cnn_pipeline.ipynb"
+_BLOCK = re.compile(r"^[ \t]*### BEGIN SOLUTION[ \t]*\n(.*?)^[ \t]*### END SOLUTION[ \t]*\n?", re.S | re.M)
+
+FUNCTIONS = ["build_transforms", "split_train_val", "CustomCNN", "CustomCNNwithBN", "make_criterion_and_optimizer",
+             "topk_accuracy", "train_one_epoch", "evaluate"]
+MODELS = ("CustomCNN", "CustomCNNwithBN")
+BASE = {"np": np, "torch": torch, "nn": nn, "F": F, "optim": optim, "transforms": transforms,
+        "DataLoader": DataLoader, "Dataset": Dataset, "random_split": random_split}
+
+
+def solution_cells() -> dict[str, str]:
+    """grade_id -> the code of each solution cell with the instructor's solution (marker lines removed)."""
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    return {c.metadata["nbgrader"]["grade_id"]: _BLOCK.sub(lambda m: m.group(1), c.source)
+            for c in nb.cells if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("solution")}
+
+
+CELLS = solution_cells()
+
+
+def build(name: str, code: str | None = None):
+    namespace = dict(BASE)
+    exec(code if code is not None else CELLS[name], namespace)   # noqa: S102 - our own notebook
+    return namespace[name]
+
+
+def mutate(name: str, *pairs: tuple[str, str]):
+    code = CELLS[name]
+    for old, new in pairs:
+        assert old in code, f"{old!r} not in the solution of {name}"
+        code = code.replace(old, new)
+    return build(name, code)
+
+
+def check(name: str):
+    return getattr(cp, f"check_{name}")
+
+
+def failure(name: str, student, hidden: bool = False) -> str:
+    with pytest.raises(CheckFailure) as info:
+        check(name)(student, hidden=hidden)
+    return str(info.value)
+
+
+def rng_states():
+    return np.random.get_state(), random.getstate(), torch.get_rng_state(), torch.get_num_threads()
+
+
+def assert_same_states(before, after):
+    (np_b, py_b, t_b, n_b), (np_a, py_a, t_a, n_a) = before, after
+    assert np_b[0] == np_a[0] and np.array_equal(np_b[1], np_a[1]) and np_b[2:] == np_a[2:]
+    assert py_b == py_a
+    assert torch.equal(t_b, t_a)
+    assert n_b == n_a
+
+
+# =========================================================================== the solution
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_solution_passes_and_rng_untouched(name, capsys):
+    student = build(name)
+    before = rng_states()
+    if name not in MODELS:   # the models' visible cases are the first hidden ones: spare the time
+        check(name)(student)
+    check(name)(student, hidden=True)
+    assert_same_states(before, rng_states())
+    out = capsys.readouterr().out
+    assert out.count("✓") == (1 if name in MODELS else 2), out
+
+
+def test_checks_do_not_depend_on_the_global_seed(capsys):
+    """Different global seeds before a check give the same verdict: every random draw is local."""
+    student = build("CustomCNNwithBN")
+    with torch.random.fork_rng(devices=[]):
+        for seed in (1, 12345):
+            torch.manual_seed(seed)
+            check("CustomCNNwithBN")(student)
+            check("train_one_epoch")(build("train_one_epoch"))
+    assert capsys.readouterr().out.count("✓") == 4
+
+
+# =========================================================================== correct variants
+
+
+def transforms_tuples():
+    mean, std = (0.5071, 0.4867, 0.4408), (0.2675, 0.2565, 0.2761)
+    return (transforms.Compose([transforms.RandomCrop((32, 32), padding=(4, 4)),
+                                transforms.RandomHorizontalFlip(p=0.5), transforms.ToTensor(),
+                                transforms.Normalize(torch.tensor(mean), torch.tensor(std))]),
+            transforms.Compose([transforms.ToTensor(), transforms.Normalize(mean, std)]))
+
+
+def transforms_shared_tail():
+    normalize = transforms.Normalize(mean=[0.5071, 0.4867, 0.4408], std=[0.2675, 0.2565, 0.2761])
+    augment = [transforms.RandomCrop(32, padding=4, padding_mode="constant"), transforms.RandomHorizontalFlip()]
+    tail = [transforms.ToTensor(), normalize]
+    return transforms.Compose(augment + tail), transforms.Compose(tail)
+
+
+def split_randperm(dataset, seed=0):
+    n = len(dataset)
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+    cut = int(0.8 * n)
+    return Subset(dataset, order[:cut]), Subset(dataset, order[cut:])
+
+
+def split_positional(dataset, seed=0):
+    g = torch.Generator()
+    g.manual_seed(seed)
+    n_train = int(len(dataset) * 0.8)
+    return tuple(random_split(dataset, (n_train, len(dataset) - n_train), g))
+
+
+def sequential_cnn(bn: bool):
+    def block(c_in, c_out):
+        layers = [nn.Conv2d(c_in, c_out, 3, padding="same")]
+        return layers + ([nn.BatchNorm2d(c_out)] if bn else []) + [nn.ReLU(inplace=True)]
+
+    class Net(nn.Module):
+        def __init__(self, num_classes=100):
+            super().__init__()
+            self.features = nn.Sequential(*block(3, 32), *block(32, 64), nn.MaxPool2d(2), *block(64, 128),
+                                          nn.MaxPool2d(2), *block(128, 256), nn.MaxPool2d(2))
+            self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(4096, 512), nn.ReLU(), nn.Dropout(p=0.5),
+                                            nn.Linear(512, 256), nn.ReLU(), nn.Dropout(p=0.5),
+                                            nn.Linear(256, num_classes))
+
+        def forward(self, x):
+            return self.classifier(self.features(x))
+    return Net
+
+
+def criterion_positional(model):
+    return nn.CrossEntropyLoss(reduction="mean"), optim.SGD(list(model.parameters()), 0.01, 0.9, 0, 5e-4, False)
+
+
+def criterion_param_groups(model):
+    groups = [{"params": [p for n, p in model.named_parameters() if n.endswith("weight")]},
+              {"params": [p for n, p in model.named_parameters() if n.endswith("bias")]}]
+    return nn.CrossEntropyLoss(), optim.SGD(groups, lr=1e-2, momentum=0.9, weight_decay=0.0005)
+
+
+def topk_loop(logits, targets, k):
+    correct = 0
+    _, pred = torch.topk(logits, k, dim=1)
+    for i in range(len(targets)):
+        correct += int(targets[i].item() in pred[i].tolist())
+    return correct / len(targets)
+
+
+def topk_imagenet_style(logits, targets, k):
+    _, pred = logits.topk(k, 1, True, True)
+    pred = pred.t()
+    correct = pred.eq(targets.view(1, -1).expand_as(pred))
+    return correct[:k].reshape(-1).float().sum(0).mul_(1.0 / targets.size(0)).item()
+
+
+def topk_any(logits, targets, k):
+    return (logits.topk(k, dim=1).indices == targets[:, None]).any(dim=1).float().mean()   # a 0-d float32 tensor
+
+
+def train_zero_grad_at_end(model, loader, criterion, optimizer, device):
+    model.train()
+    optimizer.zero_grad(set_to_none=False)
+    losses, hits, seen = [], [], 0
+    for batch in loader:
+        x, y = (t.to(device) for t in batch)
+        out = model(x)
+        loss = criterion(out, y)
+        loss.backward()
+        optimizer.step()
+        model.zero_grad()
+        losses.append(loss.detach() * len(y))
+        hits.append(out.max(dim=1)[1].eq(y))
+        seen += len(y)
+    return (torch.stack(losses).sum() / seen).item(), torch.cat(hits).float().mean().item()
+
+
+def evaluate_inference_mode(model, loader, criterion, device):
+    model.eval()
+    logits, labels = [], []
+    with torch.inference_mode():
+        for x, y in loader:
+            logits.append(model(x.to(device)))
+            labels.append(y.to(device))
+        logits, labels = torch.cat(logits), torch.cat(labels)
+        # the mean over all samples equals the batch means weighted by batch size
+        loss = sum(criterion(logits[i:i + len(b)], b).item() * len(b)
+                   for i, b in zip(np.cumsum([0] + [len(y) for _, y in loader])[:-1], labels.split(loader.batch_size)))
+    return loss / len(labels), (logits.argmax(1) == labels).double().mean().item()
+
+
+VARIANTS = {
+    "build_transforms": [transforms_tuples, transforms_shared_tail],
+    "split_train_val": [split_randperm, split_positional],
+    "CustomCNN": [sequential_cnn(False)],
+    "CustomCNNwithBN": [sequential_cnn(True)],
+    "make_criterion_and_optimizer": [criterion_positional, criterion_param_groups],
+    "topk_accuracy": [topk_loop, topk_imagenet_style, topk_any],
+    "train_one_epoch": [train_zero_grad_at_end],
+    "evaluate": [evaluate_inference_mode],
+}
+
+
+@pytest.mark.parametrize("name,variant", [(n, v) for n, vs in VARIANTS.items() for v in vs],
+                         ids=[f"{n}-{v.__name__}" for n, vs in VARIANTS.items() for v in vs])
+def test_correct_variants_pass(name, variant, capsys):
+    check(name)(variant, hidden=name not in MODELS)
+    assert "✓" in capsys.readouterr().out
+
+
+# =========================================================================== mistakes, as students make them
+
+T, TR = "build_transforms", "train_one_epoch"
+FLIP = "        transforms.RandomHorizontalFlip(),\n"
+CROP = "        transforms.RandomCrop(32, padding=4),\n"
+EVAL_HEAD = "    transform_eval = transforms.Compose([\n"
+NORM = "        transforms.Normalize(mean=mean, std=std),\n"
+TRAIN_TAIL = "        transforms.ToTensor(),\n" + NORM + "    ])\n    transform_eval"
+FWD_FC = ("        x = self.dropout(F.relu(self.fc1(x)))\n", "        x = self.dropout(F.relu(self.fc2(x)))\n")
+LOGITS = "return self.fc3(x)"
+
+MISTAKE_CASES = [
+    # (exercise, mistake name, replacements in the solution)
+    (T, cp.M_IMAGENET, [("[0.5071, 0.4867, 0.4408]", "[0.485, 0.456, 0.406]"), ("[0.2675, 0.2565, 0.2761]", "[0.229, 0.224, 0.225]")]),
+    (T, cp.M_CIFAR10, [("[0.5071, 0.4867, 0.4408]", "[0.4914, 0.4822, 0.4465]"), ("[0.2675, 0.2565, 0.2761]", "[0.2470, 0.2435, 0.2616]")]),
+    (T, cp.M_SWAPPED, [("Normalize(mean=mean, std=std)", "Normalize(std, mean)")]),
+    (T, cp.M_NO_PADDING, [("RandomCrop(32, padding=4)", "RandomCrop(32)")]),
+    (T, cp.M_NO_FLIP, [(FLIP, "")]),
+    (T, cp.M_ORDER, [(CROP + FLIP, FLIP + CROP)]),
+    (T, cp.M_EVAL_AUGMENT, [(EVAL_HEAD, EVAL_HEAD + CROP + FLIP)]),
+    (T, cp.M_EVAL_NO_NORM, [(NORM + "    ])\n    return", "    ])\n    return")]),
+    (T, cp.M_TRAIN_NO_NORM, [(TRAIN_TAIL, "        transforms.ToTensor(),\n    ])\n    transform_eval")]),
+    ("split_train_val", cp.M_SPLIT_70, [("0.8 * len", "0.7 * len")]),
+    ("split_train_val", cp.M_SPLIT_SWAPPED, [("[train_size, val_size]", "[val_size, train_size]")]),
+    ("split_train_val", cp.M_SPLIT_FRACTIONS, [("[train_size, val_size]", "[0.8, 0.2]")]),
+    ("split_train_val", cp.M_SPLIT_UNSEEDED, [(", generator=generator)", ")")]),
+    ("split_train_val", cp.M_SPLIT_UNSHUFFLED,
+     [("random_split(dataset, [train_size, val_size], generator=generator)",
+       "(torch.utils.data.Subset(dataset, range(train_size)), "
+       "torch.utils.data.Subset(dataset, range(train_size, len(dataset))))")]),
+    ("CustomCNN", cp.M_FINAL_RELU, [(LOGITS, "return F.relu(self.fc3(x))")]),
+    ("CustomCNN", cp.M_FINAL_SOFTMAX, [(LOGITS, "return F.softmax(self.fc3(x), dim=1)")]),
+    ("CustomCNN", cp.M_NO_DROPOUT, [(FWD_FC[0], FWD_FC[0].replace("self.dropout(F.relu(self.fc1(x)))", "F.relu(self.fc1(x))")),
+                                    (FWD_FC[1], FWD_FC[1].replace("self.dropout(F.relu(self.fc2(x)))", "F.relu(self.fc2(x))"))]),
+    ("CustomCNN", cp.M_DROPOUT_ONE, [(FWD_FC[1], FWD_FC[1].replace("self.dropout(F.relu(self.fc2(x)))", "F.relu(self.fc2(x))"))]),
+    ("CustomCNN", cp.M_DROPOUT_P, [("nn.Dropout(0.5)", "nn.Dropout(0.2)")]),
+    ("CustomCNN", cp.M_FLATTEN, [("nn.Linear(256 * 4 * 4, 512)", "nn.Linear(256 * 8 * 8, 512)"),
+                                 ("x = self.pool(x)                  # 8×8 → 4×4", "")]),
+    ("CustomCNN", cp.M_NO_PAD, [(", padding=1)", ")"), ("nn.Linear(256 * 4 * 4, 512)", "nn.Linear(256 * 2 * 2, 512)")]),
+    ("CustomCNNwithBN", cp.M_FINAL_RELU, [("return self.fc3(x)", "return F.relu(self.fc3(x))")]),
+    ("CustomCNNwithBN", cp.M_FINAL_SOFTMAX, [("return self.fc3(x)", "return F.softmax(self.fc3(x), dim=1)")]),
+    ("CustomCNNwithBN", cp.M_NO_DROPOUT, [("nn.Dropout(0.5)", "nn.Identity()")]),
+    ("CustomCNNwithBN", cp.M_DROPOUT_ONE, [(FWD_FC[1], "        x = F.relu(self.fc2(x))\n")]),
+    ("CustomCNNwithBN", cp.M_DROPOUT_P, [("nn.Dropout(0.5)", "nn.Dropout(p=0.3)")]),
+    ("CustomCNNwithBN", cp.M_FLATTEN, [("nn.Linear(256 * 4 * 4, 512)", "nn.Linear(256, 512)")]),
+    ("CustomCNNwithBN", cp.M_NO_PAD, [(", padding=1)", ")"), ("nn.Linear(256 * 4 * 4, 512)", "nn.Linear(256 * 2 * 2, 512)")]),
+    ("CustomCNNwithBN", cp.M_BN_AFTER_RELU, [(f"F.relu(self.bn{i}(self.conv{i}(x)))", f"self.bn{i}(F.relu(self.conv{i}(x)))")
+                                             for i in range(1, 5)]),
+    ("make_criterion_and_optimizer", cp.M_NO_MOMENTUM, [("momentum=0.9, ", "")]),
+    ("make_criterion_and_optimizer", cp.M_NO_WD, [(", weight_decay=5e-4", "")]),
+    ("make_criterion_and_optimizer", cp.M_NO_MOMENTUM + " and weight_decay=5e-4", [(", momentum=0.9, weight_decay=5e-4", "")]),
+    ("make_criterion_and_optimizer", cp.M_LR, [("lr=0.01", "lr=0.001")]),
+    ("make_criterion_and_optimizer", cp.M_ADAM, [("optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)",
+                                                 "optim.Adam(model.parameters(), lr=0.001)")]),
+    ("make_criterion_and_optimizer", cp.M_NLL, [("nn.CrossEntropyLoss()", "nn.NLLLoss()")]),
+    ("topk_accuracy", cp.M_TOPK_NO_VIEW, [("targets.view(-1, 1).expand_as(pred)", "targets")]),
+    ("topk_accuracy", cp.M_TOPK_MEAN_ALL, [("return correct / targets.size(0)", "return correct / pred.numel()")]),
+    ("topk_accuracy", cp.M_TOPK_PERCENT, [("return correct / targets.size(0)", "return 100.0 * correct / targets.size(0)")]),
+    ("topk_accuracy", cp.M_TOPK_SMALLEST, [("largest=True", "largest=False")]),
+    ("topk_accuracy", cp.M_TOPK_IGNORE_K, [("logits.topk(k,", "logits.topk(1,")]),
+    ("topk_accuracy", cp.M_TOPK_TIES, [("_, pred = logits.topk(k, dim=1, largest=True, sorted=True)",
+                                        "pred = torch.argsort(logits, dim=1, descending=True, stable=True)[:, :k]")]),
+    (TR, cp.M_NO_ZERO_GRAD, [("        optimizer.zero_grad()\n", "")]),
+    (TR, cp.M_ZERO_AFTER_BACKWARD, [("        optimizer.zero_grad()\n", ""),
+                                    ("        loss.backward()\n", "        loss.backward()\n        optimizer.zero_grad()\n")]),
+    (TR, cp.M_NO_STEP, [("        optimizer.step()\n", "")]),
+    (TR, cp.M_NO_TRAIN, [("    model.train()\n", "")]),
+    (TR, cp.M_PERCENT, [("correct / total", "100 * correct / total")]),
+    (TR, cp.M_LOSS_SUM, [("loss.item() * labels.size(0)", "loss.item()"), ("return running_loss / total,", "return running_loss,")]),
+    ("evaluate", cp.M_NO_EVAL, [("    model.eval()\n", "")]),
+    ("evaluate", cp.M_NO_NO_GRAD, [("with torch.no_grad():", "if True:")]),
+    ("evaluate", cp.M_NO_EVAL_NO_GRAD, [("    model.eval()\n", ""), ("with torch.no_grad():", "if True:")]),
+    ("evaluate", cp.M_PERCENT, [("correct / total", "100 * correct / total")]),
+]
+
+
+@pytest.mark.parametrize("function,name,pairs", MISTAKE_CASES,
+                         ids=[f"{f}-{i}" for i, (f, _, _) in enumerate(MISTAKE_CASES)])
+def test_mistake_is_named(function, name, pairs):
+    text = failure(function, mutate(function, *pairs))
+    if "raised an error" in text:   # e.g. pred.eq(targets) with N != k: torch cannot broadcast
+        assert name in text, text  # the exception hint names the mistake
+    else:
+        assert "does not match" in text and f"Likely cause: {name}" in text, text
+
+
+def test_every_catalogued_mistake_is_tested():
+    tested = {(f, n) for f, n, _ in MISTAKE_CASES}
+    for function, exercise in cp.EXERCISES.items():
+        for mistake in exercise.mistakes:
+            assert (function, mistake.name) in tested, (function, mistake.name)
+
+
+def test_brief_mistakes_are_catalogued():
+    """The mistakes the assignment must reject, by name."""
+    names = {m.name for e in cp.EXERCISES.values() for m in e.mistakes}
+    for key in ("activation on the final layer", "expand_as", "forgetting zero_grad", "model.eval() missing",
+                "torch.no_grad() missing"):
+        assert any(key in n for n in names), key
+
+
+def test_top5_without_view_on_a_batch_of_five_is_named():
+    """With N == k the wrong comparison broadcasts silently; the check still names it."""
+    student = mutate("topk_accuracy", ("targets.view(-1, 1).expand_as(pred)", "targets"))
+    text = failure("topk_accuracy", student)
+    assert cp.M_TOPK_NO_VIEW in text
+
+
+def test_model_that_does_not_fit_is_explained():
+    """A forgotten pooling with fc1 left at 4096 crashes in forward: the error names the layout."""
+    student = mutate("CustomCNN", ("x = self.pool(x)                  # 8×8 → 4×4", ""))
+    text = failure("CustomCNN", student)
+    assert "CustomCNN raised an error" in text and "RuntimeError" in text, text
+    assert "a shape does not fit" in text and "flatten 4096" in text, text
+
+
+def test_wrong_return_kind_is_explained():
+    text = failure("train_one_epoch", lambda *args: None)
+    assert "None" in text or "expected" in text.lower()
+    text = failure("build_transforms", lambda: transforms.ToTensor())
+    assert "build_transforms" in text
+
+
+# =========================================================================== stubs, notebook, samples
+
+
+def stub_function(*args, **kwargs):
+    raise NotImplementedError()
+
+
+class StubModule(nn.Module):
+    def __init__(self, num_classes=100):
+        super().__init__()
+        # YOUR CODE HERE
+        raise NotImplementedError()
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_stub_is_not_implemented(name):
+    stub = StubModule if name.startswith("CustomCNN") else stub_function
+    with pytest.raises(NotImplementedYet, match="not implemented yet"):
+        check(name)(stub)
+
+
+def test_notebook_cells_are_the_checked_ones():
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    tests = {c.metadata["nbgrader"]["grade_id"]: c for c in nb.cells if c.metadata.get("nbgrader", {}).get("grade")}
+    for name in FUNCTIONS:
+        assert name in CELLS and f"test_{name}" in tests
+        assert tests[f"test_{name}"].source == (f"check_{name}({name})\n### BEGIN HIDDEN TESTS\n"
+                                                f"check_{name}({name}, hidden=True)\n### END HIDDEN TESTS")
+        assert 1 <= tests[f"test_{name}"].metadata["nbgrader"]["points"] <= 3
+    assert set(cp.EXERCISES) == set(FUNCTIONS)
+    code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    assert "USE_REAL_CIFAR100 = False" in code and "CIFAR100(root=DATA_ROOT, train=True, download=True" in code
+
+
+@pytest.mark.parametrize("sample", SAMPLES, ids=[s.student for s in SAMPLES])
+def test_sample_mistake_applies_and_is_diagnosed(sample):
+    assert sample.student.startswith("cnn_pipeline_") and sample.notebook == "cnn_pipeline"
+    code = CELLS[sample.cell]
+    for old, new in sample.replace:
+        assert code.count(old) == 1, old
+        code = code.replace(old, new)
+    student = build(sample.cell, code)
+    text = failure(sample.cell, student, hidden=True)
+    assert sample.diagnosis in text, text
+    others = [n for n in FUNCTIONS if n != sample.cell]
+    assert others and all(sample.cell != o for o in others)
+
+
+def test_samples_are_enough_and_unique():
+    assert len(SAMPLES) >= 3
+    assert len({s.student for s in SAMPLES}) == len(SAMPLES)
+
+
+# =========================================================================== the trusted-grading split
+
+
+def _plain(value) -> bool:
+    if isinstance(value, np.ndarray):
+        return value.dtype.kind in "biuf"
+    if isinstance(value, (bool, int, float, str, np.integer, np.floating)) or value is None:
+        return True
+    if isinstance(value, (list, tuple)):
+        return all(_plain(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _plain(v) for k, v in value.items())
+    return False
+
+
+@pytest.mark.parametrize("name", FUNCTIONS)
+def test_call_returns_plain_arrays_that_the_grader_accepts(name):
+    """Inputs are plain data; ``call`` (student code only) gives numeric arrays; judging them elsewhere passes."""
+    exercise = cp.EXERCISES[name]
+    with grading_salt("a course secret"):
+        cases = exercise.make_cases(name not in MODELS)   # visible model cases already cover every kind
+    student = build(name)
+    arrays = []
+    for index, case in enumerate(cases):
+        assert _plain(case.inputs), (name, index)
+        inputs = pickle.loads(pickle.dumps(case.inputs))   # what the kernel receives
+        produced = produce(exercise, student, Case(case.description, inputs), "case")
+        assert produced.error is None, produced.error
+        array = to_numpy(produced.value)
+        assert isinstance(array, np.ndarray) and array.dtype.kind in "biuf", type(produced.value)
+        arrays.append(pickle.loads(pickle.dumps(array)))
+    verdict = evaluate(exercise, cases, lambda index, case, label: Produced(value=arrays[index]))
+    assert isinstance(verdict, CheckResult), verdict

@@ -1,0 +1,1282 @@
+"""Tests of the deformable-convolution checks in ``utils/deformable.py``.
+
+What is tested, for the four checks (conv_output_size, bilinear_interpolate,
+sampling_positions, deform_conv2d):
+
+1. correct alternatives pass, visible and hidden: the nested-loop seed style, vectorized numpy,
+   float32 arithmetic, torch tensors, numpy scalars / 0-d arrays, tuples or lists;
+2. realistic wrong implementations, written the way a student writes them, fail with the right
+   "Likely cause", the case line and the tolerance; and every catalogued Mistake, returned
+   verbatim, is diagnosed as itself on the first case where it differs from the reference;
+3. stubs, exceptions, missing ``return`` and wrong shapes give readable feedback;
+4. the numpy re-implementations behind the mistakes agree with torchvision when told to be correct;
+5. checks are deterministic and leave the global random generators alone;
+6. checks do not mutate their case inputs, and a student mutating inputs cannot change the reference;
+7. the visible cases contain what their descriptions (and the lecture) promise.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import functools
+import inspect
+import math
+import random
+
+import numpy as np
+import pytest
+import torch
+
+from utils import deformable as D
+from utils.checking import run_check
+from utils.compare import agrees
+from utils.feedback import CheckFailure, NotImplementedYet
+from utils.instructor.bench import DEFORMABLE_NOTEBOOK, load_solution, solution_cells
+from utils.instructor.samples import mistakes_for
+from utils.seeding import grading_salt
+
+EX = D.EXERCISES
+# The trusted grader mixes a secret into every seed: the checks must work for any salt.
+SECRET = "a grading secret|test_cell"
+SALTS = pytest.mark.parametrize("salt", ["", SECRET], ids=["unsalted", "salted"])
+
+
+def salted(params, hidden_last=True):
+    """Each pytest.param (check name first, ``hidden`` last) unsalted, and salted where it adds something.
+
+    Salted runs are hidden runs only (the hidden cases begin with the visible ones), and never
+    for conv_output_size, whose cases hold no random numbers (test_output_size_cases_ignore_the_salt).
+    """
+    out = []
+    for p in params:
+        out.append(pytest.param(*p.values, "", marks=p.marks, id=f"unsalted-{p.id}"))
+        if p.values[0] != "conv_output_size" and (not hidden_last or p.values[-1] is True):
+            out.append(pytest.param(*p.values, SECRET, marks=p.marks, id=f"salted-{p.id}"))
+    return out
+CHECKS = {
+    "conv_output_size": D.check_conv_output_size,
+    "bilinear_interpolate": D.check_bilinear_interpolate,
+    "sampling_positions": D.check_sampling_positions,
+    "deform_conv2d": D.check_deform_conv2d,
+}
+
+
+# =============================================================================================
+# Correct student implementations
+# =============================================================================================
+
+# ---------------------------------------------------------------- conv_output_size
+
+def conv_output_size_seed(size, kernel_size, stride=1, padding=0, dilation=1):
+    return (size + 2 * padding - dilation * (kernel_size - 1) - 1) // stride + 1
+
+
+def conv_output_size_counting(size, kernel_size, stride=1, padding=0, dilation=1):
+    """Slide the window over the padded input and count where it fits."""
+    span = dilation * (kernel_size - 1) + 1
+    count, start = 0, 0
+    while start + span <= size + 2 * padding:
+        count += 1
+        start += stride
+    return count
+
+
+def conv_output_size_floor(size, kernel_size, stride=1, padding=0, dilation=1):
+    return math.floor((size + 2 * padding - dilation * (kernel_size - 1) - 1) / stride) + 1
+
+
+def conv_output_size_numpy_int(size, kernel_size, stride=1, padding=0, dilation=1):
+    return np.int64(size + 2 * padding - dilation * (kernel_size - 1) - 1) // np.int64(stride) + np.int64(1)
+
+
+def conv_output_size_float32(size, kernel_size, stride=1, padding=0, dilation=1):
+    span = np.float32(size + 2 * padding - dilation * (kernel_size - 1) - 1)
+    return np.floor(span / np.float32(stride)) + np.float32(1)
+
+
+# ---------------------------------------------------------------- bilinear_interpolate
+
+def bilinear_seed(a_l, q_y, q_x):
+    H, W = a_l.shape
+    y0 = int(np.floor(q_y))
+    x0 = int(np.floor(q_x))
+    y1 = y0 + 1
+    x1 = x0 + 1
+
+    def px(y, x):
+        return a_l[y, x] if 0 <= y < H and 0 <= x < W else 0.0
+
+    dy = q_y - y0
+    dx = q_x - x0
+    v0 = px(y0, x0) * (1 - dx) + px(y0, x1) * dx
+    v1 = px(y1, x0) * (1 - dx) + px(y1, x1) * dx
+    return v0 * (1 - dy) + v1 * dy
+
+
+def bilinear_vectorized(a_l, q_y, q_x):
+    """All four corners at once; returns np.float64."""
+    H, W = a_l.shape
+    y0, x0 = np.floor(q_y), np.floor(q_x)
+    ys = np.array([y0, y0, y0 + 1, y0 + 1]).astype(int)
+    xs = np.array([x0, x0 + 1, x0, x0 + 1]).astype(int)
+    weights = (1 - np.abs(q_y - ys)) * (1 - np.abs(q_x - xs))
+    inside = (ys >= 0) & (ys < H) & (xs >= 0) & (xs < W)
+    values = a_l[np.clip(ys, 0, H - 1), np.clip(xs, 0, W - 1)] * inside
+    return np.sum(weights * values)
+
+
+def bilinear_g_kernel(a_l, q_y, q_x):
+    """The paper's G(p, q) = max(0, 1−|q_y−p_y|)·max(0, 1−|q_x−p_x|) summed over floor/floor+1."""
+    H, W = a_l.shape
+    total = 0.0
+    for p_y in (math.floor(q_y), math.floor(q_y) + 1):
+        for p_x in (math.floor(q_x), math.floor(q_x) + 1):
+            if 0 <= p_y < H and 0 <= p_x < W:
+                total += max(0.0, 1 - abs(q_y - p_y)) * max(0.0, 1 - abs(q_x - p_x)) * a_l[p_y, p_x]
+    return total
+
+
+def bilinear_float32(a_l, q_y, q_x):
+    a_l = np.asarray(a_l, dtype=np.float32)
+    q_y, q_x = np.float32(q_y), np.float32(q_x)
+    H, W = a_l.shape
+    y0, x0 = int(np.floor(q_y)), int(np.floor(q_x))
+    dy, dx = q_y - np.float32(y0), q_x - np.float32(x0)
+
+    def px(y, x):
+        return a_l[y, x] if 0 <= y < H and 0 <= x < W else np.float32(0)
+
+    top = px(y0, x0) * (1 - dx) + px(y0, x0 + 1) * dx
+    bottom = px(y0 + 1, x0) * (1 - dx) + px(y0 + 1, x0 + 1) * dx
+    result = top * (1 - dy) + bottom * dy
+    assert result.dtype == np.float32
+    return result
+
+
+def bilinear_zero_d_array(a_l, q_y, q_x):
+    return np.array(bilinear_seed(a_l, q_y, q_x))
+
+
+def bilinear_one_element_array(a_l, q_y, q_x):
+    return np.array([bilinear_seed(a_l, q_y, q_x)])
+
+
+def bilinear_grid_sample(a_l, q_y, q_x):
+    """torch's grid_sample (zero padding, align_corners=True); returns a 0-d torch tensor."""
+    H, W = a_l.shape
+    image = torch.as_tensor(a_l, dtype=torch.float64)[None, None]
+    grid = torch.tensor([[[[2 * q_x / (W - 1) - 1, 2 * q_y / (H - 1) - 1]]]], dtype=torch.float64)
+    out = torch.nn.functional.grid_sample(image, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
+    return out[0, 0, 0, 0]
+
+
+# ---------------------------------------------------------------- sampling_positions
+
+def positions_seed(delta, kernel_size, stride=1, padding=0, dilation=1):
+    N, _, H_out, W_out = delta.shape
+    K_h, K_w = kernel_size
+    p_y = np.zeros((N, K_h * K_w, H_out, W_out))
+    p_x = np.zeros_like(p_y)
+    for n in range(N):
+        for kh in range(K_h):
+            for kw in range(K_w):
+                k = kh * K_w + kw
+                for h in range(H_out):
+                    for w in range(W_out):
+                        p_y[n, k, h, w] = h * stride - padding + kh * dilation + delta[n, 2 * k, h, w]
+                        p_x[n, k, h, w] = w * stride - padding + kw * dilation + delta[n, 2 * k + 1, h, w]
+    return p_y, p_x
+
+
+def _positions_vectorized(delta, kernel_size, stride, padding, dilation):
+    K_h, K_w = kernel_size
+    H_out, W_out = delta.shape[2:]
+    kh, kw = np.divmod(np.arange(K_h * K_w), K_w)
+    base_y = np.arange(H_out)[None, :, None] * stride - padding + kh[:, None, None] * dilation
+    base_x = np.arange(W_out)[None, None, :] * stride - padding + kw[:, None, None] * dilation
+    return base_y.astype(delta.dtype) + delta[:, 0::2], base_x.astype(delta.dtype) + delta[:, 1::2]
+
+
+def positions_vectorized_list(delta, kernel_size, stride=1, padding=0, dilation=1):
+    p_y, p_x = _positions_vectorized(delta, kernel_size, stride, padding, dilation)
+    return [p_y, p_x]
+
+
+def positions_float32(delta, kernel_size, stride=1, padding=0, dilation=1):
+    p_y, p_x = _positions_vectorized(np.asarray(delta, dtype=np.float32), kernel_size, stride, padding, dilation)
+    assert p_y.dtype == p_x.dtype == np.float32
+    return p_y, p_x
+
+
+def positions_torch(delta, kernel_size, stride=1, padding=0, dilation=1):
+    p_y, p_x = _positions_vectorized(delta, kernel_size, stride, padding, dilation)
+    return torch.from_numpy(p_y), torch.from_numpy(p_x)
+
+
+# ---------------------------------------------------------------- deform_conv2d
+
+def deform_seed(a_l, delta, mask, weight, stride=1, padding=0, dilation=1):
+    """The notebook's seed style: nested loops, its own bilinear_interpolate, a float32 output."""
+    N, C_in, H, W = a_l.shape
+    C_out, _, K_h, K_w = weight.shape
+    H_out = conv_output_size_seed(H, K_h, stride, padding, dilation)
+    W_out = conv_output_size_seed(W, K_w, stride, padding, dilation)
+    out = np.zeros((N, C_out, H_out, W_out), dtype=np.float32)
+    for n in range(N):
+        for c_out in range(C_out):
+            for h_out in range(H_out):
+                for w_out in range(W_out):
+                    h_start = h_out * stride - padding
+                    w_start = w_out * stride - padding
+                    value = 0.0
+                    for kh in range(K_h):
+                        for kw in range(K_w):
+                            k = kh * K_w + kw
+                            dy = delta[n, 2 * k, h_out, w_out]
+                            dx = delta[n, 2 * k + 1, h_out, w_out]
+                            m = mask[n, k, h_out, w_out]
+                            sy = h_start + kh * dilation + dy
+                            sx = w_start + kw * dilation + dx
+                            for c_in in range(C_in):
+                                value += weight[c_out, c_in, kh, kw] * m * bilinear_seed(a_l[n, c_in], sy, sx)
+                    out[n, c_out, h_out, w_out] = value
+    return out
+
+
+def deform_from(conv_output_size, sampling_positions, bilinear_interpolate, use_mask=True):
+    """A student's deform_conv2d built from their own earlier functions (as the notebook suggests)."""
+    def deform_conv2d(a_l, delta, mask, weight, stride=1, padding=0, dilation=1):
+        N, C_in, H, W = a_l.shape
+        C_out, _, K_h, K_w = weight.shape
+        H_out = conv_output_size(H, K_h, stride, padding, dilation)
+        W_out = conv_output_size(W, K_w, stride, padding, dilation)
+        p_y, p_x = sampling_positions(delta[:, :, :H_out, :W_out], (K_h, K_w), stride, padding, dilation)
+        out = np.zeros((N, C_out, H_out, W_out))
+        for n in range(N):
+            for h in range(H_out):
+                for w in range(W_out):
+                    for k in range(K_h * K_w):
+                        m = mask[n, k, h, w] if use_mask else 1.0
+                        for c_in in range(C_in):
+                            sample = bilinear_interpolate(a_l[n, c_in], p_y[n, k, h, w], p_x[n, k, h, w])
+                            out[n, :, h, w] += weight[:, c_in, k // K_w, k % K_w] * m * sample
+        return out
+    return deform_conv2d
+
+
+deform_from_parts = deform_from(conv_output_size_seed, positions_seed, bilinear_seed)
+
+
+def deform_vectorized(a_l, delta, mask, weight, stride=1, padding=0, dilation=1):
+    """Gather the four corners of every sample at once; computes in the dtype of a_l."""
+    N, C_in, H, W = a_l.shape
+    C_out, _, K_h, K_w = weight.shape
+    p_y, p_x = _positions_vectorized(delta, (K_h, K_w), stride, padding, dilation)   # (N, K, H_out, W_out)
+    y0, x0 = np.floor(p_y), np.floor(p_x)
+    sampled = np.zeros((N, C_in) + p_y.shape[1:], dtype=a_l.dtype)
+    n_index = np.arange(N)[:, None, None, None]
+    for cy in (0, 1):
+        for cx in (0, 1):
+            yy, xx = (y0 + cy).astype(int), (x0 + cx).astype(int)
+            g = (1 - np.abs(p_y - yy)) * (1 - np.abs(p_x - xx))
+            inside = (yy >= 0) & (yy < H) & (xx >= 0) & (xx < W)
+            values = a_l[n_index, :, np.clip(yy, 0, H - 1), np.clip(xx, 0, W - 1)]   # (N, K, H_out, W_out, C_in)
+            sampled += np.moveaxis(values, -1, 1) * (g * inside * mask)[:, None]
+    return np.einsum("oik,nikhw->nohw", weight.reshape(C_out, C_in, K_h * K_w), sampled)
+
+
+def deform_float32(a_l, delta, mask, weight, stride=1, padding=0, dilation=1):
+    a_l, delta, mask, weight = (np.asarray(x, dtype=np.float32) for x in (a_l, delta, mask, weight))
+    out = deform_vectorized(a_l, delta, mask, weight, stride, padding, dilation)
+    assert out.dtype == np.float32
+    return out
+
+
+def deform_torch(a_l, delta, mask, weight, stride=1, padding=0, dilation=1):
+    """A torch implementation in float32; returns a tensor that requires grad."""
+    x = torch.as_tensor(a_l, dtype=torch.float32)
+    off = torch.as_tensor(delta, dtype=torch.float32)
+    m = torch.as_tensor(mask, dtype=torch.float32)
+    w = torch.as_tensor(weight, dtype=torch.float32).clone().requires_grad_(True)
+    N, C_in, H, W = x.shape
+    C_out, _, K_h, K_w = w.shape
+    K = K_h * K_w
+    H_out, W_out = off.shape[2:]
+    k = torch.arange(K)
+    kh, kw = k // K_w, k % K_w
+    p_y = (torch.arange(H_out) * stride - padding)[None, None, :, None] + (kh * dilation)[None, :, None, None] + off[:, 0::2]
+    p_x = (torch.arange(W_out) * stride - padding)[None, None, None, :] + (kw * dilation)[None, :, None, None] + off[:, 1::2]
+    y0, x0 = torch.floor(p_y), torch.floor(p_x)
+    flat = x.reshape(N, C_in, H * W)
+    sampled = torch.zeros(N, C_in, K, H_out, W_out)
+    for cy in (0, 1):
+        for cx in (0, 1):
+            yy, xx = y0 + cy, x0 + cx
+            g = (1 - (p_y - yy).abs()) * (1 - (p_x - xx).abs())
+            inside = (yy >= 0) & (yy < H) & (xx >= 0) & (xx < W)
+            index = (yy.clamp(0, H - 1) * W + xx.clamp(0, W - 1)).long().reshape(N, 1, -1).expand(N, C_in, -1)
+            values = torch.gather(flat, 2, index).reshape(N, C_in, K, H_out, W_out)
+            sampled = sampled + values * (g * inside * m)[:, None]
+    out = torch.einsum("oik,nikhw->nohw", w.reshape(C_out, C_in, K), sampled)
+    assert out.requires_grad and out.dtype == torch.float32
+    return out
+
+
+CORRECT = {
+    "conv_output_size": [conv_output_size_seed, conv_output_size_counting, conv_output_size_floor,
+                         conv_output_size_numpy_int, conv_output_size_float32],
+    "bilinear_interpolate": [bilinear_seed, bilinear_vectorized, bilinear_g_kernel, bilinear_float32,
+                             bilinear_zero_d_array, bilinear_one_element_array],
+    "sampling_positions": [positions_seed, positions_vectorized_list, positions_float32, positions_torch],
+    "deform_conv2d": [deform_seed, deform_from_parts, deform_vectorized, deform_float32, deform_torch],
+}
+
+
+# =============================================================================================
+# Realistic wrong implementations
+# =============================================================================================
+
+# ---------------------------------------------------------------- conv_output_size
+
+def size_no_plus_one(size, kernel_size, stride=1, padding=0, dilation=1):
+    return (size + 2 * padding - dilation * (kernel_size - 1) - 1) // stride
+
+
+def size_no_dilation(size, kernel_size, stride=1, padding=0, dilation=1):
+    return (size + 2 * padding - kernel_size) // stride + 1
+
+
+def size_padding_once(size, kernel_size, stride=1, padding=0, dilation=1):
+    return (size + padding - dilation * (kernel_size - 1) - 1) // stride + 1
+
+
+def size_true_division(size, kernel_size, stride=1, padding=0, dilation=1):
+    return (size + 2 * padding - dilation * (kernel_size - 1) - 1) / stride + 1
+
+
+# ---------------------------------------------------------------- bilinear_interpolate
+
+def bilinear_clamp(a_l, q_y, q_x):
+    H, W = a_l.shape
+    y0, x0 = int(np.floor(q_y)), int(np.floor(q_x))
+    dy, dx = q_y - y0, q_x - x0
+
+    def px(y, x):   # "stay inside the image"
+        return a_l[min(max(y, 0), H - 1), min(max(x, 0), W - 1)]
+
+    v0 = px(y0, x0) * (1 - dx) + px(y0, x0 + 1) * dx
+    v1 = px(y0 + 1, x0) * (1 - dx) + px(y0 + 1, x0 + 1) * dx
+    return v0 * (1 - dy) + v1 * dy
+
+
+def bilinear_int(a_l, q_y, q_x):
+    H, W = a_l.shape
+    y0, x0 = int(q_y), int(q_x)          # rounds towards zero
+    dy, dx = q_y - y0, q_x - x0
+
+    def px(y, x):
+        return a_l[y, x] if 0 <= y < H and 0 <= x < W else 0.0
+
+    v0 = px(y0, x0) * (1 - dx) + px(y0, x0 + 1) * dx
+    v1 = px(y0 + 1, x0) * (1 - dx) + px(y0 + 1, x0 + 1) * dx
+    return v0 * (1 - dy) + v1 * dy
+
+
+def bilinear_wrap(a_l, q_y, q_x):
+    H, W = a_l.shape
+    y0, x0 = int(np.floor(q_y)), int(np.floor(q_x))
+    dy, dx = q_y - y0, q_x - x0
+
+    def px(y, x):
+        return a_l[y, x] if y < H and x < W else 0.0   # forgot y >= 0 and x >= 0
+
+    v0 = px(y0, x0) * (1 - dx) + px(y0, x0 + 1) * dx
+    v1 = px(y0 + 1, x0) * (1 - dx) + px(y0 + 1, x0 + 1) * dx
+    return v0 * (1 - dy) + v1 * dy
+
+
+def bilinear_bounds_on_q(a_l, q_y, q_x):
+    H, W = a_l.shape
+    if not (0 <= q_y <= H - 1 and 0 <= q_x <= W - 1):
+        return 0.0
+    y0, x0 = int(np.floor(q_y)), int(np.floor(q_x))
+    y1, x1 = min(y0 + 1, H - 1), min(x0 + 1, W - 1)
+    dy, dx = q_y - y0, q_x - x0
+    v0 = a_l[y0, x0] * (1 - dx) + a_l[y0, x1] * dx
+    v1 = a_l[y1, x0] * (1 - dx) + a_l[y1, x1] * dx
+    return v0 * (1 - dy) + v1 * dy
+
+
+def bilinear_corner_mix(a_l, q_y, q_x):
+    H, W = a_l.shape
+    y0, x0 = int(np.floor(q_y)), int(np.floor(q_x))
+    dy, dx = q_y - y0, q_x - x0
+
+    def px(y, x):
+        return a_l[y, x] if 0 <= y < H and 0 <= x < W else 0.0
+
+    v00, v01, v10 = px(y0, x0), px(y0, x0 + 1), px(y0 + 1, x0)
+    v_y = v00 * (1 - dy) + v10 * dy     # interpolate Y first ...
+    return v_y * (1 - dx) + v01 * dx    # ... then X, with the wrong corner
+
+
+def bilinear_diagonal(a_l, q_y, q_x):
+    H, W = a_l.shape
+    y0, x0 = int(np.floor(q_y)), int(np.floor(q_x))
+    dy, dx = q_y - y0, q_x - x0
+
+    def px(y, x):
+        return a_l[y, x] if 0 <= y < H and 0 <= x < W else 0.0
+
+    v0 = px(y0, x0) * (1 - dx) + px(y0 + 1, x0) * dx     # "v01" taken as the pixel below
+    v1 = px(y0, x0 + 1) * (1 - dx) + px(y0 + 1, x0 + 1) * dx
+    return v0 * (1 - dy) + v1 * dy
+
+
+def bilinear_ceil(a_l, q_y, q_x):
+    H, W = a_l.shape
+    total = 0.0
+    for p_y in (math.floor(q_y), math.ceil(q_y)):
+        for p_x in (math.floor(q_x), math.ceil(q_x)):
+            if 0 <= p_y < H and 0 <= p_x < W:
+                total += max(0.0, 1 - abs(q_y - p_y)) * max(0.0, 1 - abs(q_x - p_x)) * a_l[p_y, p_x]
+    return total
+
+
+def bilinear_swapped_arguments(a_l, q_x, q_y):   # the signature's order mixed up
+    return bilinear_seed(a_l, q_y, q_x)
+
+
+# ---------------------------------------------------------------- sampling_positions
+
+def positions_swap_yx(delta, kernel_size, stride=1, padding=0, dilation=1):
+    N, _, H_out, W_out = delta.shape
+    K_h, K_w = kernel_size
+    p_y = np.zeros((N, K_h * K_w, H_out, W_out))
+    p_x = np.zeros_like(p_y)
+    for n in range(N):
+        for kh in range(K_h):
+            for kw in range(K_w):
+                k = kh * K_w + kw
+                for h in range(H_out):
+                    for w in range(W_out):
+                        p_x[n, k, h, w] = w * stride - padding + kw * dilation + delta[n, 2 * k, h, w]
+                        p_y[n, k, h, w] = h * stride - padding + kh * dilation + delta[n, 2 * k + 1, h, w]
+    return p_y, p_x
+
+
+def positions_k_not_2k(delta, kernel_size, stride=1, padding=0, dilation=1):
+    N, _, H_out, W_out = delta.shape
+    K_h, K_w = kernel_size
+    p_y = np.zeros((N, K_h * K_w, H_out, W_out))
+    p_x = np.zeros_like(p_y)
+    for n in range(N):
+        for kh in range(K_h):
+            for kw in range(K_w):
+                k = kh * K_w + kw
+                for h in range(H_out):
+                    for w in range(W_out):
+                        p_y[n, k, h, w] = h * stride - padding + kh * dilation + delta[n, k, h, w]
+                        p_x[n, k, h, w] = w * stride - padding + kw * dilation + delta[n, k + 1, h, w]
+    return p_y, p_x
+
+
+def positions_no_stride(delta, kernel_size, stride=1, padding=0, dilation=1):
+    K_h, K_w = kernel_size
+    H_out, W_out = delta.shape[2:]
+    kh, kw = np.divmod(np.arange(K_h * K_w), K_w)
+    p_y = np.arange(H_out)[None, :, None] - padding + kh[:, None, None] * dilation + delta[:, 0::2]
+    p_x = np.arange(W_out)[None, None, :] - padding + kw[:, None, None] * dilation + delta[:, 1::2]
+    return p_y, p_x
+
+
+def positions_no_padding(delta, kernel_size, stride=1, padding=0, dilation=1):
+    K_h, K_w = kernel_size
+    H_out, W_out = delta.shape[2:]
+    kh, kw = np.divmod(np.arange(K_h * K_w), K_w)
+    p_y = np.arange(H_out)[None, :, None] * stride + kh[:, None, None] * dilation + delta[:, 0::2]
+    p_x = np.arange(W_out)[None, None, :] * stride + kw[:, None, None] * dilation + delta[:, 1::2]
+    return p_y, p_x
+
+
+def positions_no_dilation(delta, kernel_size, stride=1, padding=0, dilation=1):
+    K_h, K_w = kernel_size
+    H_out, W_out = delta.shape[2:]
+    kh, kw = np.divmod(np.arange(K_h * K_w), K_w)
+    p_y = np.arange(H_out)[None, :, None] * stride - padding + kh[:, None, None] + delta[:, 0::2]
+    p_x = np.arange(W_out)[None, None, :] * stride - padding + kw[:, None, None] + delta[:, 1::2]
+    return p_y, p_x
+
+
+# ---------------------------------------------------------------- deform_conv2d
+
+def deform_swap_yx(a_l, delta, mask, weight, stride=1, padding=0, dilation=1):
+    """The seed loop with Δx read from channel 2k and Δy from 2k+1."""
+    N, C_in, H, W = a_l.shape
+    C_out, _, K_h, K_w = weight.shape
+    H_out = conv_output_size_seed(H, K_h, stride, padding, dilation)
+    W_out = conv_output_size_seed(W, K_w, stride, padding, dilation)
+    out = np.zeros((N, C_out, H_out, W_out))
+    for n in range(N):
+        for c_out in range(C_out):
+            for h_out in range(H_out):
+                for w_out in range(W_out):
+                    for kh in range(K_h):
+                        for kw in range(K_w):
+                            k = kh * K_w + kw
+                            dx = delta[n, 2 * k, h_out, w_out]
+                            dy = delta[n, 2 * k + 1, h_out, w_out]
+                            sy = h_out * stride - padding + kh * dilation + dy
+                            sx = w_out * stride - padding + kw * dilation + dx
+                            for c_in in range(C_in):
+                                out[n, c_out, h_out, w_out] += (weight[c_out, c_in, kh, kw] * mask[n, k, h_out, w_out]
+                                                                * bilinear_seed(a_l[n, c_in], sy, sx))
+    return out
+
+
+def deform_mask_ignored(a_l, delta, mask, weight, stride=1, padding=0, dilation=1):
+    """The seed loop without m_k."""
+    N, C_in, H, W = a_l.shape
+    C_out, _, K_h, K_w = weight.shape
+    H_out = conv_output_size_seed(H, K_h, stride, padding, dilation)
+    W_out = conv_output_size_seed(W, K_w, stride, padding, dilation)
+    out = np.zeros((N, C_out, H_out, W_out))
+    for n in range(N):
+        for c_out in range(C_out):
+            for h_out in range(H_out):
+                for w_out in range(W_out):
+                    for kh in range(K_h):
+                        for kw in range(K_w):
+                            k = kh * K_w + kw
+                            sy = h_out * stride - padding + kh * dilation + delta[n, 2 * k, h_out, w_out]
+                            sx = w_out * stride - padding + kw * dilation + delta[n, 2 * k + 1, h_out, w_out]
+                            for c_in in range(C_in):
+                                out[n, c_out, h_out, w_out] += weight[c_out, c_in, kh, kw] * bilinear_seed(
+                                    a_l[n, c_in], sy, sx)
+    return out
+
+
+def _deform_with(conv_output_size=conv_output_size_seed, sampling_positions=positions_seed,
+                 bilinear_interpolate=bilinear_seed):
+    return deform_from(conv_output_size, sampling_positions, bilinear_interpolate)
+
+
+# (check, student, distinctive substring of the Mistake.name the check must report)
+REALISTIC = [
+    ("conv_output_size", size_no_plus_one, "`+ 1` at the end of the formula is missing"),
+    ("conv_output_size", size_no_dilation, "ignore dilation"),
+    ("conv_output_size", size_padding_once, "padding is added once"),
+    ("conv_output_size", size_true_division, "true division"),
+    ("bilinear_interpolate", bilinear_clamp, "clamped to the border"),
+    ("bilinear_interpolate", bilinear_int, "`int()` is used instead of floor"),
+    ("bilinear_interpolate", bilinear_wrap, "negative indices wrap around"),
+    ("bilinear_interpolate", bilinear_bounds_on_q, "q itself is outside"),
+    ("bilinear_interpolate", bilinear_corner_mix, "mixed up when interpolating Y first"),
+    ("bilinear_interpolate", bilinear_diagonal, "x-fraction is applied to the vertical neighbours"),
+    ("bilinear_interpolate", bilinear_ceil, "counted twice"),
+    ("bilinear_interpolate", bilinear_swapped_arguments, "q_y and q_x are swapped"),
+    ("sampling_positions", positions_swap_yx, "Δy and Δx swapped"),
+    ("sampling_positions", positions_k_not_2k, "channels k and k+1"),
+    ("sampling_positions", positions_no_stride, "stride is ignored"),
+    ("sampling_positions", positions_no_padding, "padding is ignored"),
+    ("sampling_positions", positions_no_dilation, "dilation is ignored"),
+    ("deform_conv2d", deform_swap_yx, "Δy and Δx swapped"),
+    ("deform_conv2d", _deform_with(sampling_positions=positions_k_not_2k), "channels k and k+1"),
+    ("deform_conv2d", _deform_with(sampling_positions=positions_no_stride), "stride is ignored"),
+    ("deform_conv2d", _deform_with(sampling_positions=positions_no_padding), "padding is ignored"),
+    ("deform_conv2d", _deform_with(sampling_positions=positions_no_dilation), "dilation is ignored"),
+    ("deform_conv2d", _deform_with(bilinear_interpolate=bilinear_clamp), "clamped to the border"),
+    ("deform_conv2d", _deform_with(bilinear_interpolate=bilinear_int), "`int()` is used instead of floor"),
+    ("deform_conv2d", _deform_with(bilinear_interpolate=bilinear_wrap), "negative indices wrap around"),
+    ("deform_conv2d", _deform_with(bilinear_interpolate=bilinear_bounds_on_q), "q itself is outside"),
+    ("deform_conv2d", _deform_with(bilinear_interpolate=bilinear_corner_mix), "mixed up when interpolating Y first"),
+    ("deform_conv2d", _deform_with(bilinear_interpolate=bilinear_diagonal),
+     "x-fraction is applied to the vertical neighbours"),
+    ("deform_conv2d", _deform_with(bilinear_interpolate=bilinear_ceil), "counted twice"),
+    ("deform_conv2d", deform_mask_ignored, "mask is ignored"),
+    ("deform_conv2d", _deform_with(conv_output_size=size_no_plus_one), "`+ 1` in the output size is missing"),
+]
+_REALISTIC_IDS = [f"{check}-{getattr(fn, '__name__', 'fn')}-{sub[:24]}" for check, fn, sub in REALISTIC]
+
+# Known ambiguity, reported to the lead: on bilinear case 1 (the 2×2 image, every query with
+# floor(q_y) == floor(q_x) == 0) "q_y and q_x swapped" gives exactly the same numbers as
+# "x-fraction applied to the vertical neighbours", which comes first in the catalogue, so a student
+# who swaps q_y and q_x is told the other mistake. Strict: the test starts passing (and this
+# marker must go) once the first case tells them apart.
+_SWAP_YX_AMBIGUITY = pytest.mark.xfail(
+    strict=True,
+    reason="bilinear case 1 cannot tell 'q_y and q_x swapped' from 'x-fraction applied to the vertical "
+           "neighbours' (all queries have floor(q_y) == floor(q_x)); the latter is listed first")
+
+
+# =============================================================================================
+# Helpers
+# =============================================================================================
+
+def failure_text(check_name, fn, hidden=False) -> str:
+    with pytest.raises(CheckFailure) as info:
+        CHECKS[check_name](fn, hidden=hidden)
+    return str(info.value)
+
+
+def catalogue_mistake(check_name, substring):
+    """The one Mistake of the check's catalogue whose name contains ``substring``."""
+    found = [m for m in EX[check_name].mistakes if substring in m.name]
+    assert len(found) == 1, f"{substring!r} names {len(found)} mistakes of {check_name}"
+    return found[0]
+
+
+@functools.lru_cache(maxsize=None)
+def cases_and_references(check_name, hidden, salt=""):
+    """The check's cases under a grading salt, each with its reference (computed once per test session)."""
+    exercise = EX[check_name]
+    with grading_salt(salt):
+        cases = exercise.make_cases(hidden)
+    return tuple((case, exercise.reference(case.inputs)) for case in cases)
+
+
+def first_differing_case(check_name, mistake, hidden, salt=""):
+    """(1-based case number, case, number of cases) of the first case the mistake changes."""
+    exercise = EX[check_name]
+    pairs = cases_and_references(check_name, hidden, salt)
+    for number, (case, expected) in enumerate(pairs, start=1):
+        if not agrees(mistake.compute(case.inputs), expected, exercise.tolerance):
+            return number, case, len(pairs)
+    return None, None, len(pairs)
+
+
+def assert_diagnosis(text, check_name, mistake, hidden, salt=""):
+    """The failure names ``mistake`` on the first case it changes, with the case line and the tolerance."""
+    exercise = EX[check_name]
+    number, case, total = first_differing_case(check_name, mistake, hidden, salt)
+    assert number is not None, f"no case of {check_name} exposes: {mistake.name}"
+    assert f"✗ {check_name} does not match {exercise.reference_name}" in text
+    assert f"\n  Case {number} of {total}: {case.description}\n" in text, text
+    assert f"\n  Likely cause: {mistake.name}\n" in text, text
+    assert f"\n  Hint: {mistake.hint}" in text, text
+    if "Shape: yours" in text:  # a size mistake: the shapes are reported instead of values
+        expected = np.shape(exercise.reference(case.inputs))
+        assert f"expected {expected}." in text, text
+    else:
+        assert f"(allowed {exercise.tolerance.describe()})" in text, text
+        assert "Largest difference at " in text and "values differ" in text, text
+
+
+def student_returning(check_name, mistake):
+    """A student whose function returns exactly ``mistake.compute`` of the inputs it is given."""
+    if check_name == "conv_output_size":
+        def fn(size, kernel_size, stride=1, padding=0, dilation=1):
+            return mistake.compute({"settings": [(size, kernel_size, stride, padding, dilation)]})[0]
+    elif check_name == "bilinear_interpolate":
+        def fn(a_l, q_y, q_x):
+            return mistake.compute({"a_l": a_l, "points": np.array([[q_y, q_x]])})[0]
+    elif check_name == "sampling_positions":
+        def fn(delta, kernel_size, stride=1, padding=0, dilation=1):
+            p = mistake.compute({"delta": delta, "weight": np.zeros((1, 1) + tuple(kernel_size)),
+                                 "stride": stride, "padding": padding, "dilation": dilation})
+            return p[0], p[1]
+    else:
+        def fn(a_l, delta, mask, weight, stride=1, padding=0, dilation=1):
+            return mistake.compute({"a_l": a_l, "delta": delta, "mask": mask, "weight": weight,
+                                    "stride": stride, "padding": padding, "dilation": dilation})
+    return fn
+
+
+def rng_states():
+    return np.random.get_state(), random.getstate(), torch.get_rng_state()
+
+
+@pytest.fixture
+def distinctive_global_rng():
+    """Global generators in a state no check would restore by seeding; the old state comes back after."""
+    saved = rng_states()
+    np.random.seed(918273)
+    random.seed(918273)
+    torch.manual_seed(918273)
+    np.random.random(3), random.random(), torch.rand(3)   # and not a freshly seeded state either
+    yield
+    np.random.set_state(saved[0])
+    random.setstate(saved[1])
+    torch.set_rng_state(saved[2])
+
+
+def assert_same_rng_states(before, after):
+    (np_before, py_before, torch_before), (np_after, py_after, torch_after) = before, after
+    assert np_before[0] == np_after[0] and np.array_equal(np_before[1], np_after[1])
+    assert np_before[2:] == np_after[2:]
+    assert py_before == py_after
+    assert torch.equal(torch_before, torch_after)
+
+
+def assert_same_inputs(a: dict, b: dict):
+    assert a.keys() == b.keys()
+    for key in a:
+        if isinstance(a[key], np.ndarray):
+            assert a[key].dtype == b[key].dtype and np.array_equal(a[key], b[key]), key
+        else:
+            assert a[key] == b[key], key
+
+
+def recording(exercise):
+    """The exercise, with every case it makes kept in ``made`` for inspection after the check."""
+    made = []
+
+    def make_cases(hidden):
+        cases = exercise.make_cases(hidden)
+        made.extend(cases)
+        return cases
+
+    return dataclasses.replace(exercise, make_cases=make_cases), made
+
+
+def line_of(fn, marker):
+    """(line number, stripped text) of the first line of ``fn``'s source that contains ``marker``."""
+    lines, start = inspect.getsourcelines(fn)
+    for offset, line in enumerate(lines):
+        if marker in line:
+            return start + offset, line.strip()
+    raise AssertionError(f"{marker!r} not in {fn.__name__}")
+
+
+# =============================================================================================
+# 1. Correct alternatives pass
+# =============================================================================================
+
+@pytest.mark.parametrize("check_name, fn, hidden, salt", salted(
+    [pytest.param(c, f, h, id=f"{f.__name__}-{'hidden' if h else 'visible'}")
+     for c, fns in CORRECT.items() for f in fns for h in (False, True)]))
+def test_correct_alternative_passes(check_name, fn, hidden, salt, capsys):
+    with grading_salt(salt):
+        assert CHECKS[check_name](fn, hidden=hidden) is None
+    printed = capsys.readouterr().out
+    n_cases = len(EX[check_name].make_cases(hidden))
+    assert printed.startswith(f"✓ {check_name} matches {EX[check_name].reference_name} on all {n_cases} cases")
+    assert f"allowed {EX[check_name].tolerance.describe()}" in printed
+
+
+def conv_output_size_torch(size, kernel_size, stride=1, padding=0, dilation=1):
+    span = torch.tensor(size + 2 * padding - dilation * (kernel_size - 1) - 1)
+    return torch.div(span, stride, rounding_mode="floor") + 1
+
+
+_TORCH_SCALAR = pytest.mark.xfail(
+    strict=True,
+    reason="deformable._numbers tests np.size(v) == 1, but np.size of a torch tensor is its bound .size "
+           "method, so a 0-d tensor becomes NaN ('values are NaN or infinite'); see the report")
+
+
+@pytest.mark.parametrize("check_name, fn", [("conv_output_size", conv_output_size_torch),
+                                            ("bilinear_interpolate", bilinear_grid_sample)],
+                         ids=["conv_output_size_torch", "bilinear_grid_sample"])
+@_TORCH_SCALAR
+def test_a_torch_scalar_is_accepted_as_a_number(check_name, fn, capsys):
+    CHECKS[check_name](fn, hidden=True)
+    assert capsys.readouterr().out.startswith(f"✓ {check_name}")
+
+
+def test_float32_alternatives_really_compute_in_float32():
+    case = EX["deform_conv2d"].make_cases(False)[3].inputs
+    out = deform_float32(case["a_l"], case["delta"], case["mask"], case["weight"],
+                         case["stride"], case["padding"], case["dilation"])
+    assert out.dtype == np.float32
+    expected = EX["deform_conv2d"].reference(case)
+    assert 0 < np.abs(out - expected).max() < 1e-4   # float32 rounding is visible, and allowed
+    assert bilinear_float32(np.eye(3), 0.3, 0.7).dtype == np.float32
+
+
+def test_output_size_cases_ignore_the_salt():
+    for hidden in (False, True):
+        with grading_salt(SECRET):
+            salted_cases = EX["conv_output_size"].make_cases(hidden)
+        assert [c.inputs for c in salted_cases] == [c.inputs for c in EX["conv_output_size"].make_cases(hidden)]
+
+
+@pytest.mark.parametrize("check_name", ["bilinear_interpolate", "sampling_positions", "deform_conv2d"])
+def test_the_salt_changes_the_random_cases(check_name):
+    plain = cases_and_references(check_name, True)
+    salted_ = cases_and_references(check_name, True, SECRET)
+    assert len(plain) == len(salted_)
+    changed = [not np.array_equal(a.inputs["a_l"], b.inputs["a_l"]) for (a, _), (b, _) in zip(plain, salted_)]
+    assert any(changed)
+
+
+def test_hidden_adds_cases_and_keeps_the_visible_ones():
+    for name, exercise in EX.items():
+        visible, hidden = exercise.make_cases(False), exercise.make_cases(True)
+        if name == "conv_output_size":   # one case holding a table of settings
+            assert len(visible) == len(hidden) == 1
+            settings, more = visible[0].inputs["settings"], hidden[0].inputs["settings"]
+            assert len(more) > len(settings) and more[:len(settings)] == settings
+            continue
+        assert len(hidden) > len(visible)
+        for a, b in zip(visible, hidden):
+            assert a.description == b.description
+            assert_same_inputs(a.inputs, b.inputs)
+
+
+# =============================================================================================
+# 2. Realistic mistakes are rejected and named
+# =============================================================================================
+
+@pytest.mark.parametrize("check_name, fn, substring, hidden, salt", salted(
+    [pytest.param(*r, h, marks=[_SWAP_YX_AMBIGUITY] if r[1] is bilinear_swapped_arguments else [],
+                  id=f"{i}-{'hidden' if h else 'visible'}") for r, i in zip(REALISTIC, _REALISTIC_IDS) for h in (False, True)]))
+def test_realistic_mistake_is_named(check_name, fn, substring, hidden, salt):
+    mistake = catalogue_mistake(check_name, substring)
+    with grading_salt(salt):
+        text = failure_text(check_name, fn, hidden)
+    assert_diagnosis(text, check_name, mistake, hidden, salt)
+
+
+def test_swapped_arguments_are_at_least_rejected_with_a_transposition_diagnosis():
+    """Documents today's (ambiguous) message for q_y/q_x swapped: see _SWAP_YX_AMBIGUITY."""
+    text = failure_text("bilinear_interpolate", bilinear_swapped_arguments)
+    assert "Case 1 of 5:" in text
+    assert ("x-fraction is applied to the vertical neighbours" in text) or ("q_y and q_x are swapped" in text)
+
+
+_ALL_MISTAKES = [(name, index, mistake) for name, exercise in EX.items()
+                 for index, mistake in enumerate(exercise.mistakes)]
+
+
+def _mistake_param(name, index, mistake, hidden):
+    marks = [_SWAP_YX_AMBIGUITY] if (name == "bilinear_interpolate" and "q_y and q_x are swapped" in mistake.name) else []
+    return pytest.param(name, mistake, hidden, marks=marks,
+                        id=f"{name}-{index}-{'hidden' if hidden else 'visible'}-{mistake.name[:30].strip()}")
+
+
+@pytest.mark.parametrize("check_name, mistake, hidden, salt",
+                         salted([_mistake_param(n, i, m, h) for n, i, m in _ALL_MISTAKES for h in (False, True)]))
+def test_every_catalogued_mistake_is_diagnosed_as_itself(check_name, mistake, hidden, salt):
+    with grading_salt(salt):
+        text = failure_text(check_name, student_returning(check_name, mistake), hidden)
+    assert_diagnosis(text, check_name, mistake, hidden, salt)
+
+
+@pytest.mark.parametrize("check_name, salt", salted([pytest.param(name, id=name) for name in EX], hidden_last=False))
+def test_every_mistake_is_exposed_by_a_visible_case(check_name, salt):
+    for mistake in EX[check_name].mistakes:
+        number, _, _ = first_differing_case(check_name, mistake, False, salt)
+        assert number is not None, f"no visible case exposes: {mistake.name}"
+
+
+@pytest.mark.parametrize("check_name", list(EX))
+def test_no_two_mistakes_coincide_on_every_case(check_name):
+    exercise = EX[check_name]
+    cases = [case for case, _ in cases_and_references(check_name, True)]
+    outputs = {m.name: [m.compute(c.inputs) for c in cases] for m in exercise.mistakes}
+    names = list(outputs)
+    for i, a in enumerate(names):
+        for b in names[i + 1:]:
+            assert not all(agrees(x, y, exercise.tolerance) for x, y in zip(outputs[a], outputs[b])), \
+                f"{check_name}: indistinguishable on every case:\n  {a}\n  {b}"
+
+
+def test_mistake_names_are_unique_within_each_catalogue():
+    for name, exercise in EX.items():
+        names = [m.name for m in exercise.mistakes]
+        assert len(names) == len(set(names)), name
+
+
+# =============================================================================================
+# 3. Stubs, exceptions, missing return, wrong shapes
+# =============================================================================================
+
+def _stub(*args, **kwargs):
+    # YOUR CODE HERE
+    raise NotImplementedError()
+
+
+@pytest.mark.parametrize("check_name", list(CHECKS))
+def test_stub_is_not_implemented_yet(check_name):
+    with pytest.raises(NotImplementedYet) as info:
+        CHECKS[check_name](_stub)
+    text = str(info.value)
+    assert f"{check_name} is not implemented yet" in text
+    assert "replace `raise NotImplementedError()`" in text
+    assert isinstance(info.value, CheckFailure)   # nbgrader counts it as a failed test
+
+
+def bilinear_no_bounds(a_l, q_y, q_x):
+    y0, x0 = int(np.floor(q_y)), int(np.floor(q_x))
+    dy, dx = q_y - y0, q_x - x0
+    v0 = a_l[y0, x0] * (1 - dx) + a_l[y0, x0 + 1] * dx   # marker: x0 + 1 can be W
+    v1 = a_l[y0 + 1, x0] * (1 - dx) + a_l[y0 + 1, x0 + 1] * dx
+    return v0 * (1 - dy) + v1 * dy
+
+
+def positions_out_of_range(delta, kernel_size, stride=1, padding=0, dilation=1):
+    N, _, H_out, W_out = delta.shape
+    K_h, K_w = kernel_size
+    p_y = np.zeros((N, K_h * K_w, H_out, W_out))
+    p_x = np.zeros_like(p_y)
+    for k in range(K_h * K_w):
+        p_y[:, k] = delta[:, 2 * k + 2]   # marker: one channel too far
+        p_x[:, k] = delta[:, 2 * k + 1]
+    return p_y, p_x
+
+
+deform_no_bounds = _deform_with(bilinear_interpolate=bilinear_no_bounds)
+
+
+def conv_output_size_tuple_kernel(size, kernel_size, stride=1, padding=0, dilation=1):
+    return (size + 2 * padding - dilation * (kernel_size[0] - 1) - 1) // stride + 1   # marker
+
+
+@pytest.mark.parametrize("check_name, fn, error, where", [
+    ("conv_output_size", conv_output_size_tuple_kernel, "TypeError", conv_output_size_tuple_kernel),
+    ("bilinear_interpolate", bilinear_no_bounds, "IndexError", bilinear_no_bounds),
+    ("sampling_positions", positions_out_of_range, "IndexError", positions_out_of_range),
+    ("deform_conv2d", deform_no_bounds, "IndexError", bilinear_no_bounds),
+], ids=["conv_output_size", "bilinear_interpolate", "sampling_positions", "deform_conv2d"])
+def test_an_exception_names_the_student_line(check_name, fn, error, where):
+    text = failure_text(check_name, fn)
+    lineno, code = line_of(where, "marker")
+    assert f"✗ {check_name} raised an error" in text
+    assert f"Your function raised {error}: " in text
+    assert f"At line {lineno}, in {where.__name__} → {code}" in text, text
+    assert "\n  Case " in text
+    assert "utils/" not in text and "Traceback" not in text
+    if error == "IndexError" and check_name in ("bilinear_interpolate", "deform_conv2d"):
+        assert EX[check_name].exception_hints["IndexError"] in text
+
+
+def _returns_none(*args, **kwargs):
+    result = 0.0   # computed, then forgot to return it  # noqa: F841
+
+
+@pytest.mark.parametrize("check_name", list(CHECKS))
+def test_missing_return_is_explained(check_name):
+    text = failure_text(check_name, _returns_none)
+    assert "got None (did you forget `return`?)" in text, text
+    assert "Case 1 of " in text
+
+
+def positions_kernel_axes_kept(delta, kernel_size, stride=1, padding=0, dilation=1):
+    p_y, p_x = _positions_vectorized(delta, kernel_size, stride, padding, dilation)
+    N, K, H_out, W_out = p_y.shape
+    return p_y.reshape(N, *kernel_size, H_out, W_out), p_x.reshape(N, *kernel_size, H_out, W_out)
+
+
+def deform_channels_last(a_l, delta, mask, weight, stride=1, padding=0, dilation=1):
+    return np.transpose(deform_vectorized(a_l, delta, mask, weight, stride, padding, dilation), (0, 2, 3, 1))
+
+
+@pytest.mark.parametrize("check_name, fn", [("sampling_positions", positions_kernel_axes_kept),
+                                            ("deform_conv2d", deform_channels_last)])
+def test_wrong_shape_is_reported_with_both_shapes(check_name, fn):
+    text = failure_text(check_name, fn)
+    case = EX[check_name].make_cases(False)[0]
+    expected = np.shape(EX[check_name].reference(case.inputs))
+    actual = np.shape(EX[check_name].call(fn, copy.deepcopy(case.inputs)))
+    assert actual != expected
+    assert f"Shape: yours {actual}, expected {expected}." in text, text
+    assert f"Case 1 of {len(EX[check_name].make_cases(False))}: {case.description}" in text
+
+
+def test_positions_returning_one_array_of_wrong_shape():
+    def sampling_positions(delta, kernel_size, stride=1, padding=0, dilation=1):
+        p_y, p_x = _positions_vectorized(delta, kernel_size, stride, padding, dilation)
+        return np.concatenate([p_y, p_x], axis=1)   # one array (N, 2K, H_out, W_out)
+
+    text = failure_text("sampling_positions", sampling_positions)
+    assert "Shape: yours (1, 8, 3, 3), expected (2, 1, 4, 3, 3)." in text, text
+
+
+@pytest.mark.parametrize("check_name, fn", [
+    ("conv_output_size", lambda size, kernel_size, stride=1, padding=0, dilation=1: (size, size)),
+    ("bilinear_interpolate", lambda a_l, q_y, q_x: np.array([q_y, q_x])),
+])
+def test_a_non_scalar_where_a_number_is_expected_is_rejected(check_name, fn):
+    text = failure_text(check_name, fn)
+    assert "Case 1 of " in text
+    assert "NaN" in text   # today's wording; see the report: it should say "expected one number"
+
+
+def test_passing_something_else_than_a_function():
+    # checks accept any student object (some assignments pass dicts), so calling it is what fails
+    text = failure_text("deform_conv2d", np.zeros((1, 1, 3, 3)))
+    assert "✗ deform_conv2d raised an error" in text
+    assert "TypeError: 'numpy.ndarray' object is not callable" in text
+
+
+# =============================================================================================
+# 4. The numpy re-implementations used for mistakes agree with torchvision when correct
+# =============================================================================================
+
+@pytest.mark.parametrize("exercise_name", ["sampling_positions", "deform_conv2d"])
+def test_deform_conv2d_numpy_equals_torchvision_on_every_case(exercise_name):
+    for case in EX[exercise_name].make_cases(True):
+        inputs = case.inputs
+        expected = D.torchvision_deform_conv2d(**inputs)
+        ours = D.deform_conv2d_numpy(**inputs, rule="correct")
+        assert ours.shape == expected.shape
+        np.testing.assert_allclose(ours, expected, rtol=0, atol=1e-12, err_msg=case.description)
+
+
+def test_bilinear_numpy_equals_torchvision_bilinear():
+    point_sets = [(c.inputs["a_l"], c.inputs["points"]) for c in EX["bilinear_interpolate"].make_cases(True)]
+    rng = np.random.default_rng(0)   # a local generator: extra points across and outside the border
+    image = rng.normal(size=(5, 6))
+    points = np.column_stack([rng.uniform(-2, 7, 200), rng.uniform(-2, 8, 200)])
+    points[::3] = np.round(points[::3] * 2) / 2
+    point_sets.append((image, points))
+    for a_l, pts in point_sets:
+        expected = D.torchvision_bilinear(a_l, pts)
+        ours = D.bilinear_numpy(a_l[None], pts[:, 0], pts[:, 1], "correct")[0]
+        np.testing.assert_allclose(ours, expected, rtol=0, atol=1e-12)
+
+
+def test_positions_numpy_equals_the_seed_loop():
+    for case in EX["sampling_positions"].make_cases(True):
+        i = case.inputs
+        p_y, p_x = positions_seed(i["delta"], i["weight"].shape[2:], i["stride"], i["padding"], i["dilation"])
+        np.testing.assert_array_equal(D.positions_numpy(i["delta"], i["weight"].shape[2:], i["stride"],
+                                                        i["padding"], i["dilation"]), np.stack([p_y, p_x]))
+
+
+def test_torchvision_bilinear_by_hand():
+    # 2×2 image [[1, 2], [3, 4]]: centre 2.5; (0.25, 0.75): rows 1.75 and 3.75 → 2.25; far outside 0.
+    got = D.torchvision_bilinear(np.array([[1.0, 2.0], [3.0, 4.0]]), np.array([[0.5, 0.5], [0.25, 0.75], [5, 5]]))
+    np.testing.assert_allclose(got, [2.5, 2.25, 0.0], atol=1e-15)
+
+
+# =============================================================================================
+# 5. Determinism and the global random generators
+# =============================================================================================
+
+@pytest.mark.parametrize("check_name", list(EX))
+def test_cases_are_identical_on_every_run(check_name):
+    for hidden in (False, True):
+        first, second = EX[check_name].make_cases(hidden), EX[check_name].make_cases(hidden)
+        assert [c.description for c in first] == [c.description for c in second]
+        for a, b in zip(first, second):
+            assert_same_inputs(a.inputs, b.inputs)
+
+
+@pytest.mark.parametrize("check_name, fn", [("bilinear_interpolate", bilinear_wrap),
+                                            ("deform_conv2d", deform_mask_ignored),
+                                            ("sampling_positions", positions_no_padding)])
+def test_failure_text_is_identical_on_every_run(check_name, fn):
+    assert failure_text(check_name, fn) == failure_text(check_name, fn)
+    assert failure_text(check_name, fn, hidden=True) == failure_text(check_name, fn, hidden=True)
+
+
+@pytest.mark.parametrize("check_name, good, bad", [
+    ("conv_output_size", conv_output_size_seed, size_no_dilation),
+    ("bilinear_interpolate", bilinear_seed, bilinear_clamp),
+    ("sampling_positions", positions_seed, positions_swap_yx),
+    ("deform_conv2d", deform_vectorized, deform_mask_ignored),
+])
+def test_global_random_state_is_untouched(check_name, good, bad, distinctive_global_rng, capsys):
+    before = rng_states()
+    CHECKS[check_name](good)
+    CHECKS[check_name](good, hidden=True)
+    assert_same_rng_states(before, rng_states())
+    with pytest.raises(CheckFailure):
+        CHECKS[check_name](bad, hidden=True)
+    with pytest.raises(NotImplementedYet):
+        CHECKS[check_name](_stub)
+    assert_same_rng_states(before, rng_states())
+
+
+# =============================================================================================
+# 6. Inputs are not mutated
+# =============================================================================================
+
+@pytest.mark.parametrize("check_name, good, bad", [
+    ("conv_output_size", conv_output_size_seed, size_padding_once),
+    ("bilinear_interpolate", bilinear_seed, bilinear_corner_mix),
+    ("sampling_positions", positions_seed, positions_no_dilation),
+    ("deform_conv2d", deform_seed, _deform_with(bilinear_interpolate=bilinear_ceil)),
+])
+def test_the_check_does_not_mutate_case_inputs(check_name, good, bad, capsys):
+    for fn, fails in ((good, False), (bad, True)):
+        exercise, made = recording(EX[check_name])
+        if fails:   # the mistakes are evaluated on the case inputs too
+            with pytest.raises(CheckFailure):
+                run_check(exercise, fn, hidden=True)
+        else:
+            run_check(exercise, fn, hidden=True)
+        fresh = EX[check_name].make_cases(True)
+        assert made
+        for case in made:
+            match = fresh[[c.description for c in fresh].index(case.description)]
+            assert_same_inputs(case.inputs, match.inputs)
+
+
+def deform_then_vandalize(a_l, delta, mask, weight, stride=1, padding=0, dilation=1):
+    out = deform_vectorized(a_l, delta, mask, weight, stride, padding, dilation)
+    a_l[...] = 0.0
+    delta += 100.0
+    mask *= -1.0
+    weight[...] = np.nan
+    return out
+
+
+def deform_mask_ignored_then_vandalize(a_l, delta, mask, weight, stride=1, padding=0, dilation=1):
+    out = deform_mask_ignored(a_l, delta, mask, weight, stride, padding, dilation)
+    a_l[...] = 0.0
+    mask[...] = 1.0   # would make "mask ignored" the correct answer if the check reused this array
+    return out
+
+
+def positions_then_vandalize(delta, kernel_size, stride=1, padding=0, dilation=1):
+    p_y, p_x = _positions_vectorized(delta, kernel_size, stride, padding, dilation)
+    delta[...] = 0.0
+    return p_y, p_x
+
+
+def test_a_student_mutating_inputs_cannot_change_the_reference(capsys):
+    D.check_deform_conv2d(deform_then_vandalize)
+    D.check_deform_conv2d(deform_then_vandalize, hidden=True)
+    D.check_sampling_positions(positions_then_vandalize, hidden=True)
+    text = failure_text("deform_conv2d", deform_mask_ignored_then_vandalize)
+    assert_diagnosis(text, "deform_conv2d", catalogue_mistake("deform_conv2d", "mask is ignored"), False)
+
+
+# =============================================================================================
+# 7. The visible cases contain what they promise
+# =============================================================================================
+
+def _positions(inputs):
+    """(p_y, p_x) of every sample, from the seed loop (independent of utils)."""
+    return positions_seed(inputs["delta"], inputs["weight"].shape[2:], inputs["stride"], inputs["padding"],
+                          inputs["dilation"])
+
+
+@SALTS
+@pytest.mark.parametrize("exercise_name", ["sampling_positions", "deform_conv2d"])
+def test_visible_deform_cases_cover_the_lecture(exercise_name, salt):
+    cases = [c.inputs for c, _ in cases_and_references(exercise_name, False, salt)]
+    shapes = [(i["a_l"].shape, i["weight"].shape) for i in cases]
+    assert any(a[0] >= 2 for a, w in shapes), "batch ≥ 2"
+    assert any(a[1] != w[0] for a, w in shapes), "C_in ≠ C_out"
+    assert any(w[2] != w[3] for a, w in shapes), "a non-square kernel"
+    assert any(i["stride"] == 2 for i in cases), "stride 2"
+    assert any(i["padding"] >= 1 for i in cases), "padding ≥ 1"
+    assert any(i["dilation"] == 2 for i in cases), "dilation 2"
+    assert any(not np.all(i["mask"] == 1) for i in cases), "a mask that is not all ones"
+    assert any(np.all(i["mask"] == 1) for i in cases), "a mask of ones"
+    assert any(np.all(i["delta"] == 0) for i in cases), "an ordinary convolution"
+    negative_fractional = exact_integer = outside = partly_outside = False
+    for i in cases:
+        H, W = i["a_l"].shape[2:]
+        p_y, p_x = _positions(i)
+        negative_fractional |= bool(np.any(((p_y < 0) & (p_y != np.floor(p_y))) |
+                                           ((p_x < 0) & (p_x != np.floor(p_x)))))
+        nonzero = np.any(i["delta"] != 0)
+        exact_integer |= bool(nonzero and np.any((p_y == np.round(p_y)) & (p_x == np.round(p_x))
+                                                 & (i["delta"][:, 0::2] != 0)))
+        # every corner outside: the sample is exactly zero
+        outside |= bool(np.any((p_y <= -1) | (p_y >= H) | (p_x <= -1) | (p_x >= W)))
+        # some corners inside, some outside
+        partly_outside |= bool(np.any(((p_y > -1) & (p_y < 0)) | ((p_y > H - 1) & (p_y < H))))
+    assert negative_fractional, "sampling positions < 0 with a fractional part"
+    assert exact_integer, "exact integer positions reached through non-zero offsets"
+    assert outside, "positions entirely outside the image"
+    assert partly_outside, "positions straddling the border"
+
+
+@SALTS
+def test_visible_fractional_deform_cases_include_exact_integer_offsets(salt):
+    """The source promises 'a few exact integer offsets in every random case'."""
+    for case, _ in cases_and_references("deform_conv2d", False, salt):
+        d = case.inputs["delta"]
+        if np.any(d != 0):
+            assert np.any((d == np.round(d)) & (d != 0)), case.description
+            assert np.any(d != np.round(d)) or "integer offsets" in case.description, case.description
+
+
+@SALTS
+@pytest.mark.parametrize("exercise_name", ["sampling_positions", "deform_conv2d"])
+def test_deform_case_descriptions_match_their_inputs(exercise_name, salt):
+    for case, _ in cases_and_references(exercise_name, True, salt):
+        i = case.inputs
+        N, C_in, H, W = i["a_l"].shape
+        C_out, _, K_h, K_w = i["weight"].shape
+        assert case.description.startswith(
+            f"N={N}, C_in={C_in}, C_out={C_out}, {H}×{W} input, {K_h}×{K_w} kernel, stride={i['stride']}, "
+            f"padding={i['padding']}, dilation={i['dilation']}, "), case.description
+        H_out = conv_output_size_seed(H, K_h, i["stride"], i["padding"], i["dilation"])
+        W_out = conv_output_size_seed(W, K_w, i["stride"], i["padding"], i["dilation"])
+        assert i["delta"].shape == (N, 2 * K_h * K_w, H_out, W_out)
+        assert i["mask"].shape == (N, K_h * K_w, H_out, W_out)
+        assert np.all((i["mask"] >= 0) & (i["mask"] <= 1))
+        assert ("mask of ones" in case.description) == bool(np.all(i["mask"] == 1))
+        if "zero offsets" in case.description:
+            assert np.all(i["delta"] == 0)
+        if "integer offsets" in case.description:
+            assert np.all(i["delta"] == np.round(i["delta"])) and np.any(i["delta"] != 0)
+        if "some outside the image" in case.description:
+            p_y, p_x = _positions(i)
+            assert np.any((p_y <= -1) | (p_y >= H) | (p_x <= -1) | (p_x >= W))
+
+
+def test_first_deform_case_is_hand_checkable():
+    case = EX["deform_conv2d"].make_cases(False)[0].inputs
+    assert np.array_equal(case["a_l"], np.arange(16.0).reshape(1, 1, 4, 4))
+    assert np.array_equal(case["weight"], np.array([[[[1.0, 0.0], [0.0, -1.0]]]]))
+    # zero offsets: a[y, x] − a[y+1, x+1] = −5 everywhere
+    np.testing.assert_allclose(EX["deform_conv2d"].reference(case), np.full((1, 1, 3, 3), -5.0), atol=1e-12)
+
+
+@SALTS
+def test_visible_bilinear_cases_contain_what_they_promise(salt):
+    pairs = cases_and_references("bilinear_interpolate", False, salt)
+    cases = [case for case, _ in pairs]
+    by_text = {c.description: (c.inputs, expected) for c, expected in pairs}
+    first = cases[0].inputs
+    assert np.array_equal(first["a_l"], [[1.0, 2.0], [3.0, 4.0]])
+    np.testing.assert_allclose(EX["bilinear_interpolate"].reference(first), [2.5, 2.25, 1.5], atol=1e-12)
+    for text, (inputs, expected) in by_text.items():
+        q, (H, W) = inputs["points"], inputs["a_l"].shape
+        if "exact integer positions" in text:
+            assert np.all(q == np.round(q))
+            assert {(0, 0), (H - 1, W - 1)} <= {tuple(p) for p in q.astype(int)}
+        if "negative fractional" in text:
+            assert np.any((q < 0) & (q != np.floor(q)))
+        if "fractional points inside" in text:
+            assert np.all((q >= 0) & (q <= [H - 1, W - 1])) and np.all(q != np.round(q))
+        if "must give exactly 0" in text:
+            corners_outside = (q[:, 0] <= -1) | (q[:, 0] >= H) | (q[:, 1] <= -1) | (q[:, 1] >= W)
+            assert np.all(corners_outside)
+            assert np.all(expected == 0.0)
+
+
+def test_output_size_cases_cover_stride_padding_dilation():
+    settings = np.array(EX["conv_output_size"].make_cases(False)[0].inputs["settings"])
+    size, kernel, stride, padding, dilation = settings.T
+    assert np.any(stride >= 2) and np.any(padding >= 1) and np.any(dilation >= 2)
+    assert np.any((stride >= 2) & (padding >= 1) & (dilation >= 2))
+    # a setting where true division leaves a fraction, so `/` is caught
+    assert np.any((size + 2 * padding - dilation * (kernel - 1) - 1) % stride != 0)
+
+
+# =============================================================================================
+# The instructor solution and the sample submissions
+# =============================================================================================
+
+@pytest.fixture(scope="module")
+def notebook_solution():
+    return load_solution(DEFORMABLE_NOTEBOOK)
+
+
+@pytest.mark.parametrize("check_name", list(CHECKS))
+def test_the_notebook_solution_passes(check_name, notebook_solution, capsys):
+    CHECKS[check_name](notebook_solution[check_name])
+    CHECKS[check_name](notebook_solution[check_name], hidden=True)
+    assert capsys.readouterr().out.count(f"✓ {check_name} matches") == 2
+
+
+@pytest.mark.parametrize("sample", mistakes_for("deformable_conv"), ids=lambda m: m.student)
+def test_sample_mistake_applies_and_is_diagnosed(sample):
+    cells = solution_cells(DEFORMABLE_NOTEBOOK)
+    code = cells[sample.cell]
+    for old, new in sample.replace:
+        assert code.count(old) == 1, f"{old!r} should occur once in the solution of {sample.cell}"
+        code = code.replace(old, new)
+    namespace = load_solution(DEFORMABLE_NOTEBOOK, {**cells, sample.cell: code})
+    text = failure_text(sample.cell, namespace[sample.cell])
+    assert sample.diagnosis in text, text
+    assert "Likely cause: " in text

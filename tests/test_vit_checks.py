@@ -1,0 +1,576 @@
+"""Tests of utils/vit.py: correct implementations pass, each catalogued mistake is named, stubs say
+"not implemented yet", the global RNGs are untouched, and every sample mistake is diagnosed."""
+from __future__ import annotations
+
+import json
+import math
+import re
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from utils import vit
+from utils.feedback import CheckFailure, NotImplementedYet
+from utils.instructor.samples import mistakes_for
+
+NOTEBOOK = Path(__file__).resolve().parents[1] / "source" / "vit" / "vit.ipynb"
+CHECKS = {"patchify": vit.check_patchify, "patch_embed_linear": vit.check_patch_embed_linear,
+          "patch_embed_conv": vit.check_patch_embed_conv, "embed_tokens": vit.check_embed_tokens,
+          "ViT": vit.check_ViT, "vit_param_count": vit.check_vit_param_count,
+          "attention_weights": vit.check_attention_weights}
+
+
+# --------------------------------------------------------------------------- the notebook's solutions
+
+def _cells():
+    return json.loads(NOTEBOOK.read_text())["cells"]
+
+
+def _solution_code(source: str) -> str:
+    """The instructor code of a solution cell (markers removed)."""
+    return source.replace("### BEGIN SOLUTION", "").replace("### END SOLUTION", "")
+
+
+def _solution_region(source: str) -> str:
+    return "\n".join(re.findall(r"### BEGIN SOLUTION(.*?)### END SOLUTION", source, flags=re.S))
+
+
+def _namespace(replace_cell: str | None = None, replacements=()) -> dict:
+    """Run the imports cell and every solution code cell; optionally edit one cell first."""
+    namespace: dict = {}
+    for cell in _cells():
+        meta = cell["metadata"].get("nbgrader", {})
+        if cell["cell_type"] != "code" or not (meta.get("grade_id") == "imports" or meta.get("solution")):
+            continue
+        source = "".join(cell["source"])
+        if meta["grade_id"] == replace_cell:
+            for old, new in replacements:   # applied one after the other, as utils.instructor.course does
+                assert old in _solution_region(source), f"{old!r} not in the solution of {replace_cell}"
+                assert source.count(old) == 1, f"{old!r} must occur exactly once in {replace_cell}"
+                source = source.replace(old, new)
+        exec(compile(_solution_code(source), f"<{meta['grade_id']}>", "exec"), namespace)
+    return namespace
+
+
+@pytest.fixture(scope="module")
+def solutions():
+    return _namespace()
+
+
+def _failure(check, fn) -> str:
+    with pytest.raises(CheckFailure) as info:
+        check(fn, hidden=True)
+    return str(info.value)
+
+
+# --------------------------------------------------------------------------- exercise 1: patchify
+
+def patchify_loops(x, patch_size):
+    x = np.asarray(x, dtype=np.float32)
+    N, C, H, W = x.shape
+    P = patch_size
+    out = np.zeros((N, (H // P) * (W // P), C * P * P), dtype=np.float32)
+    for n in range(N):
+        for i in range(H // P):
+            for j in range(W // P):
+                out[n, i * (W // P) + j] = x[n, :, i * P:(i + 1) * P, j * P:(j + 1) * P].ravel()
+    return out
+
+
+def patchify_unfold(x, patch_size):
+    return x.unfold(2, patch_size, patch_size).unfold(3, patch_size, patch_size) \
+        .permute(0, 2, 3, 1, 4, 5).flatten(3).flatten(1, 2)
+
+
+def _patchify_order(order):
+    return lambda x, P: vit.patchify_variant(x.numpy(), P, order)
+
+
+def test_patchify_accepts_correct(solutions):
+    for fn in (solutions["patchify"], patchify_loops, patchify_unfold):
+        vit.check_patchify(fn, hidden=True)
+
+
+@pytest.mark.parametrize("order, words", [("column_major", "column-major"), ("channels_last", "channels-last"),
+                                          ("naive_reshape", "without moving axes"), ("pixel_xy", "(C, x, y)")])
+def test_patchify_names_mistakes(order, words):
+    assert words in _failure(vit.check_patchify, _patchify_order(order))
+
+
+def test_patchify_wrong_shape_reported():
+    text = _failure(vit.check_patchify, lambda x, P: x.reshape(x.shape[0], x.shape[1], -1))
+    assert "Shape" in text
+
+
+# --------------------------------------------------------------------------- exercises 2 and 3: embeddings
+
+def embed_loops_float32(x, weight, bias, patch_size):
+    x, weight, bias = x.float(), weight.float(), bias.float()
+    N, C, H, W = x.shape
+    P, D = patch_size, weight.shape[0]
+    out = torch.zeros(N, (H // P) * (W // P), D)
+    for n in range(N):
+        for i in range(H // P):
+            for j in range(W // P):
+                patch = x[n, :, i * P:(i + 1) * P, j * P:(j + 1) * P]
+                out[n, i * (W // P) + j] = (weight * patch).sum(dim=(1, 2, 3)) + bias
+    return out
+
+
+def embed_einsum(x, weight, bias, patch_size):
+    N, C, H, W = x.shape
+    P = patch_size
+    blocks = x.reshape(N, C, H // P, P, W // P, P)
+    return torch.einsum("nciyjx,dcyx->nijd", blocks, weight).reshape(N, -1, weight.shape[0]) + bias
+
+
+def embed_module(x, weight, bias, patch_size):
+    conv = nn.Conv2d(weight.shape[1], weight.shape[0], patch_size, stride=patch_size).double()
+    with torch.no_grad():
+        conv.weight.copy_(weight)
+        conv.bias.copy_(bias)
+        return conv(x).flatten(2).permute(0, 2, 1)
+
+
+def _embed(**kw):
+    return lambda x, w, b, P: vit.patch_embed_variant(x.numpy(), w.numpy(), b.numpy(), P, **kw)
+
+
+@pytest.mark.parametrize("name", ["patch_embed_linear", "patch_embed_conv"])
+def test_patch_embed_accepts_correct(solutions, name):
+    for fn in (solutions[name], embed_loops_float32, embed_einsum, embed_module):
+        CHECKS[name](fn, hidden=True)
+
+
+@pytest.mark.parametrize("kw, words", [(dict(order="column_major"), "column-major"),
+                                       (dict(order="channels_last"), "channels-last"),
+                                       (dict(order="naive_reshape"), "without moving axes"),
+                                       (dict(no_transpose=True), "instead of flattened and transposed")])
+def test_patch_embed_linear_names_mistakes(kw, words):
+    assert words in _failure(vit.check_patch_embed_linear, _embed(**kw))
+
+
+@pytest.mark.parametrize("kw, words", [(dict(stride=1), "stride ≠ patch size"),
+                                       (dict(stride=2), "stride ≠ patch size"),
+                                       (dict(no_transpose=True), "instead of flattened and transposed"),
+                                       (dict(order="column_major"), "column-major")])
+def test_patch_embed_conv_names_mistakes(kw, words):
+    assert words in _failure(vit.check_patch_embed_conv, _embed(**kw))
+
+
+def test_patch_embed_conv_stride_in_student_code(solutions):
+    def strided(x, weight, bias, patch_size):
+        return F.conv2d(x, weight, bias, stride=1).flatten(2).transpose(1, 2)
+    assert "stride ≠ patch size" in _failure(vit.check_patch_embed_conv, strided)
+
+
+# --------------------------------------------------------------------------- exercise 4: tokens
+
+def tokens_numpy(patches, class_token, pos):
+    patches, cls, pos = (np.asarray(a, dtype=np.float32) for a in (patches, class_token, pos))
+    cls = np.repeat(cls, len(patches), axis=0)
+    return np.concatenate([cls, patches], axis=1) + pos
+
+
+def tokens_repeat(patches, class_token, pos):
+    out = torch.empty(patches.shape[0], patches.shape[1] + 1, patches.shape[2], dtype=patches.dtype)
+    out[:, 0] = class_token[0, 0]
+    out[:, 1:] = patches
+    return out + pos.repeat(patches.shape[0], 1, 1)
+
+
+def test_embed_tokens_accepts_correct(solutions):
+    vit.check_embed_tokens(solutions["embed_tokens"], hidden=True)
+    vit.check_embed_tokens(tokens_repeat, hidden=True)
+    vit.check_embed_tokens(tokens_numpy, hidden=True)   # float32
+
+
+@pytest.mark.parametrize("mistake, words", [("appended", "appended instead of prepended"),
+                                            ("no_pos", "no position embedding"),
+                                            ("pos_before_cls", "before the class token is concatenated"),
+                                            ("pos_before_cls_first", "before the class token is concatenated")])
+def test_embed_tokens_names_mistakes(mistake, words):
+    fn = lambda p, c, e: vit.embed_tokens_variant(p.numpy(), c.numpy(), e.numpy(), mistake)  # noqa: E731
+    assert words in _failure(vit.check_embed_tokens, fn)
+
+
+def test_embed_tokens_shape_mismatch_hint():
+    def early(patches, class_token, pos):
+        patches = patches + pos          # (N, L, D) + (1, L + 1, D): RuntimeError
+        return torch.cat([class_token.expand(len(patches), -1, -1), patches], dim=1)
+    text = _failure(vit.check_embed_tokens, early)
+    assert "raised RuntimeError" in text and "before the class token is concatenated" in text
+
+
+# --------------------------------------------------------------------------- exercise 5: ViT
+
+class HandAttention(nn.Module):
+    """Multi-head self-attention written out, with nn.MultiheadAttention's parameter names."""
+
+    scale = "sqrt_dk"   # a subclass sets "none" or "sqrt_D" to reproduce a mistake
+
+    def __init__(self, D, heads):
+        super().__init__()
+        self.heads = heads
+        self.in_proj_weight = nn.Parameter(torch.empty(3 * D, D))
+        self.in_proj_bias = nn.Parameter(torch.zeros(3 * D))
+        self.out_proj = nn.Linear(D, D)
+        nn.init.xavier_uniform_(self.in_proj_weight)
+
+    def forward(self, x):
+        N, T, D = x.shape
+        q, k, v = (x @ self.in_proj_weight.T + self.in_proj_bias).chunk(3, dim=-1)
+        q, k, v = (t.reshape(N, T, self.heads, -1).transpose(1, 2) for t in (q, k, v))
+        divisor = {"sqrt_dk": math.sqrt(D // self.heads), "none": 1.0, "sqrt_D": math.sqrt(D)}[self.scale]
+        a = torch.softmax(q @ k.transpose(-1, -2) / divisor, dim=-1) @ v
+        return self.out_proj(a.transpose(1, 2).reshape(N, T, D))
+
+
+class HandBlock(nn.Module):
+    post_ln = False     # True reproduces the post-LN mistake
+    attention = HandAttention
+
+    def __init__(self, heads, D, M):
+        super().__init__()
+        self.ln_1, self.ln_2 = nn.LayerNorm(D, eps=1e-6), nn.LayerNorm(D, eps=1e-6)
+        self.self_attention = self.attention(D, heads)
+        self.mlp = nn.ModuleDict({"0": nn.Linear(D, M), "3": nn.Linear(M, D)})
+
+    def _mlp(self, h):
+        return self.mlp["3"](0.5 * self.mlp["0"](h) * (1 + torch.erf(self.mlp["0"](h) / math.sqrt(2))))
+
+    def forward(self, x):
+        if self.post_ln:
+            x = self.ln_1(x + self.self_attention(x))
+            return self.ln_2(x + self._mlp(x))
+        x = x + self.self_attention(self.ln_1(x))
+        return x + self._mlp(self.ln_2(x))
+
+
+class HandEncoder(nn.Module):
+    block = HandBlock
+
+    def __init__(self, L, layers, heads, D, M):
+        super().__init__()
+        self.pos_embedding = nn.Parameter(torch.zeros(1, L + 1, D))
+        self.layers = nn.Sequential(OrderedDict((f"encoder_layer_{i}", self.block(heads, D, M))
+                                                for i in range(layers)))
+        self.ln = nn.LayerNorm(D, eps=1e-6)
+
+
+class HandViT(nn.Module):
+    """A second correct ViT: attention and GELU by hand, patches by reshape, float64."""
+
+    encoder_class = HandEncoder
+
+    def __init__(self, image_size, patch_size, num_layers, num_heads, hidden_dim, mlp_dim, num_classes=1000,
+                 in_channels=3):
+        super().__init__()
+        self.P = patch_size
+        self.conv_proj = nn.Conv2d(in_channels, hidden_dim, patch_size, stride=patch_size)
+        self.class_token = nn.Parameter(torch.randn(1, 1, hidden_dim))
+        self.encoder = self.encoder_class((image_size // patch_size) ** 2, num_layers, num_heads, hidden_dim, mlp_dim)
+        self.heads = nn.ModuleDict({"head": nn.Linear(hidden_dim, num_classes)})
+        self.double()
+
+    def forward(self, x):
+        x = x.double()
+        N, C, H, W = x.shape
+        P, D = self.P, self.conv_proj.out_channels
+        patches = x.reshape(N, C, H // P, P, W // P, P).permute(0, 2, 4, 1, 3, 5).reshape(N, -1, C * P * P)
+        x = patches @ self.conv_proj.weight.reshape(D, -1).T + self.conv_proj.bias
+        x = torch.cat([self.class_token.expand(N, -1, -1), x], dim=1) + self.encoder.pos_embedding
+        x = self.encoder.ln(self.encoder.layers(x))
+        return self.heads["head"](x[:, 0])
+
+
+def _vit_with(solutions, **flags):
+    """The notebook's ViT with a mistaken forward pass."""
+    base = solutions["ViT"]
+
+    class Wrong(base):
+        def forward(self, x):
+            x = self.conv_proj(x)
+            if flags.get("column_major"):
+                x = x.transpose(2, 3)
+            x = x.flatten(2).transpose(1, 2)
+            token = self.class_token.expand(x.shape[0], -1, -1)
+            pos = self.encoder.pos_embedding
+            if flags.get("pos_before_cls"):
+                x = torch.cat([token, x + pos[:, 1:]], dim=1)
+            elif flags.get("append"):
+                x = torch.cat([x, token], dim=1) + pos
+            else:
+                x = torch.cat([token, x], dim=1) + (0 if flags.get("no_pos") else pos)
+            x = self.encoder.layers(x)
+            if not flags.get("no_ln"):
+                x = self.encoder.ln(x)
+            if flags.get("mean"):
+                return self.heads(x.mean(dim=1))
+            return self.heads(x[:, -1] if flags.get("append") else x[:, 0])
+
+    return Wrong
+
+
+def test_vit_accepts_correct(solutions):
+    vit.check_ViT(solutions["ViT"], hidden=True)
+    vit.check_ViT(HandViT)
+
+
+@pytest.mark.parametrize("flags, words", [
+    (dict(mean=True), "classification from the mean of tokens instead of the class token"),
+    (dict(no_ln=True), "missing final LayerNorm"),
+    (dict(no_pos=True), "no position embedding"),
+    (dict(append=True), "class token appended instead of prepended"),
+    (dict(pos_before_cls=True), "before the class token is concatenated"),
+    (dict(column_major=True), "column-major"),
+])
+def test_vit_names_mistakes(solutions, flags, words):
+    assert words in _failure(vit.check_ViT, _vit_with(solutions, **flags))
+
+
+def _hand_vit(post_ln=False, scale="sqrt_dk"):
+    """HandViT with a post-LN block and/or a mistaken attention scaling."""
+    attention = type("Attention", (HandAttention,), {"scale": scale})
+    block = type("Block", (HandBlock,), {"post_ln": post_ln, "attention": attention})
+    encoder = type("Encoder", (HandEncoder,), {"block": block})
+    return type("WrongViT", (HandViT,), {"encoder_class": encoder})
+
+
+@pytest.mark.parametrize("kw, words", [
+    (dict(post_ln=True), "post-LN where pre-LN was asked"),
+    (dict(scale="none"), "no √d_k scaling"),
+    (dict(scale="sqrt_D"), "divided by √hidden_dim instead of √d_k"),
+])
+def test_vit_names_block_mistakes(kw, words):
+    assert words in _failure(vit.check_ViT, _hand_vit(**kw))
+
+
+def test_vit_names_post_ln_in_notebook_block(solutions):
+    """The notebook's EncoderBlock rewritten post-LN (nn.MultiheadAttention kept)."""
+    class PostLN(solutions["EncoderBlock"]):
+        def forward(self, x):
+            x = self.ln_1(x + self.self_attention(x, x, x, need_weights=False)[0])
+            return self.ln_2(x + self.mlp(x))
+
+    class WrongViT(solutions["ViT"]):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            for block in self.encoder.layers:
+                block.__class__ = PostLN
+    assert "post-LN where pre-LN was asked" in _failure(vit.check_ViT, WrongViT)
+
+
+def test_vit_names_activation_mistakes(solutions):
+    class Relu(solutions["ViT"]):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            for block in self.encoder.layers:
+                block.mlp[1] = nn.ReLU()
+    assert "ReLU instead of GELU" in _failure(vit.check_ViT, Relu)
+
+
+def test_vit_wrong_names_and_stride(solutions):
+    class Renamed(HandViT):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            self.cls_token = self.class_token
+            del self.class_token
+    text = _failure(vit.check_ViT, Renamed)
+    assert "raised RuntimeError" in text and "parameter names differ" in text
+
+    class Strided(solutions["ViT"]):
+        def __init__(self, image_size, patch_size, *args, **kwargs):
+            super().__init__(image_size, patch_size, *args, **kwargs)
+            self.conv_proj.stride = (1, 1)
+    assert "conv_proj stride ≠ patch size" in _failure(vit.check_ViT, Strided)
+
+
+def test_vit_variant_matches_torchvision():
+    for case in vit.VIT.make_cases(True):
+        inputs = case.inputs
+        got = vit.vit_forward_variant(inputs["state"], inputs["images"], inputs["config"])
+        np.testing.assert_allclose(got, vit.VIT.reference(inputs), atol=1e-10)
+
+
+def test_state_shapes_are_torchvision_names():
+    model = vit.torchvision_vit(vit.SMALL_CONFIG)
+    assert {k: tuple(v.shape) for k, v in model.state_dict().items()} == dict(vit.vit_state_shapes(vit.SMALL_CONFIG))
+
+
+# --------------------------------------------------------------------------- exercise 6: parameter count
+
+def count_from_shapes(image_size, patch_size, num_layers, num_heads, hidden_dim, mlp_dim, num_classes):
+    config = dict(image_size=image_size, patch_size=patch_size, num_layers=num_layers, num_heads=num_heads,
+                  hidden_dim=hidden_dim, mlp_dim=mlp_dim, num_classes=num_classes)
+    return np.int64(sum(int(np.prod(s)) for s in vit.vit_state_shapes(config).values()))
+
+
+def test_param_count_accepts_correct(solutions):
+    vit.check_vit_param_count(solutions["vit_param_count"], hidden=True)
+    vit.check_vit_param_count(count_from_shapes, hidden=True)
+    vit.check_vit_param_count(lambda **c: float(vit.param_count_variant(**c)))
+    assert solutions["vit_param_count"](**vit.VIT_B_16) == 86_567_656
+
+
+@pytest.mark.parametrize("flag, words", [
+    ("class_token", "class token is not counted"), ("pos", "position embedding is not counted"),
+    ("pos_plus_one", "position embedding has L rows instead of L + 1"), ("biases", "biases are not counted"),
+    ("layer_norms", "LayerNorm parameters are not counted"), ("out_proj", "out_proj"),
+    ("per_head", "once per head"), ("one_mlp_layer", "only one is counted")])
+def test_param_count_names_mistakes(flag, words):
+    value = flag not in ("per_head", "one_mlp_layer")   # these two switch a mistake on with True
+    fn = lambda **c: vit.param_count_variant(**c, **{flag: not value})  # noqa: E731
+    assert words in _failure(vit.check_vit_param_count, fn)
+
+
+# --------------------------------------------------------------------------- exercise 7: attention weights
+
+def attention_loops_float32(x, in_proj_weight, in_proj_bias, num_heads):
+    x, W, b = (np.asarray(a, dtype=np.float32) for a in (x, in_proj_weight, in_proj_bias))
+    N, T, D = x.shape
+    d_k = D // num_heads
+    out = np.zeros((N, num_heads, T, T), dtype=np.float32)
+    for n in range(N):
+        q = x[n] @ W[:D].T + b[:D]
+        k = x[n] @ W[D:2 * D].T + b[D:2 * D]
+        for a in range(num_heads):
+            cols = slice(a * d_k, (a + 1) * d_k)
+            scores = q[:, cols] @ k[:, cols].T / np.sqrt(np.float32(d_k))
+            e = np.exp(scores - scores.max(axis=1, keepdims=True))
+            out[n, a] = e / e.sum(axis=1, keepdims=True)
+    return out
+
+
+def attention_module(x, in_proj_weight, in_proj_bias, num_heads):
+    mha = nn.MultiheadAttention(x.shape[-1], num_heads, batch_first=True).double()
+    with torch.no_grad():
+        mha.in_proj_weight.copy_(in_proj_weight)
+        mha.in_proj_bias.copy_(in_proj_bias)
+        return mha(x, x, x, need_weights=True, average_attn_weights=False)[1]
+
+
+def test_attention_weights_accepts_correct(solutions):
+    for fn in (solutions["attention_weights"], attention_loops_float32, attention_module):
+        vit.check_attention_weights(fn, hidden=True)
+
+
+@pytest.mark.parametrize("kw, words", [
+    (dict(scale="none"), "no √d_k scaling"),
+    (dict(scale="sqrt_D"), "divided by √hidden_dim instead of √d_k"),
+    (dict(scale="dk"), "divided by d_k instead of √d_k"),
+    (dict(dim=-2), "softmax over the query axis"),
+    (dict(swap_qk=True), "queries and keys swapped"),
+    (dict(split="no_transpose"), "heads split in the wrong order"),
+    (dict(bias=False), "in_proj bias was left out"),
+    (dict(average=True), "averaged over the heads"),
+])
+def test_attention_weights_names_mistakes(kw, words):
+    fn = lambda x, W, b, h: vit.attention_weights_variant(x.numpy(), W.numpy(), b.numpy(), h, **kw)  # noqa: E731
+    assert words in _failure(vit.check_attention_weights, fn)
+
+
+def test_attention_weights_reference_is_multihead_attention():
+    for case in vit.ATTENTION_WEIGHTS.make_cases(True):
+        np.testing.assert_allclose(vit.attention_weights_variant(**case.inputs),
+                                   vit.ATTENTION_WEIGHTS.reference(case.inputs), atol=1e-12)
+
+
+# --------------------------------------------------------------------------- common properties
+
+def _stub(*args, **kwargs):
+    raise NotImplementedError()
+
+
+class StubViT(nn.Module):
+    def __init__(self, *args, **kwargs):
+        super().__init__()
+        raise NotImplementedError()
+
+
+@pytest.mark.parametrize("name", list(CHECKS))
+def test_stub_is_not_implemented_yet(name):
+    with pytest.raises(NotImplementedYet) as info:
+        CHECKS[name](StubViT if name == "ViT" else _stub)
+    assert "not implemented yet" in str(info.value)
+
+
+@pytest.mark.parametrize("name", list(CHECKS))
+def test_checks_leave_global_rng_alone(solutions, name):
+    np_state, torch_state = np.random.get_state(), torch.get_rng_state()
+    CHECKS[name](solutions[name], hidden=(name != "ViT"))
+    after = np.random.get_state()
+    assert np_state[0] == after[0] and np.array_equal(np_state[1], after[1]) and np_state[2:] == after[2:]
+    assert torch.equal(torch_state, torch.get_rng_state())
+
+
+def test_exercises_have_checks():
+    assert set(vit.EXERCISES) == set(CHECKS)
+    assert {n[len("check_"):] for n in dir(vit) if n.startswith("check_")} == set(CHECKS)
+
+
+@pytest.mark.parametrize("name", list(CHECKS))
+def test_call_returns_plain_numpy(solutions, name):
+    """Exercise.call runs only the student's code and hands back numpy (what the trusted grader records)."""
+    exercise = vit.EXERCISES[name]
+    case = exercise.make_cases(False)[-1]
+    value = exercise.call(solutions[name], case.inputs)
+    assert isinstance(value, np.ndarray) and value.dtype.kind in "fi"
+
+
+def test_every_check_can_fail(solutions):
+    for name, check in CHECKS.items():
+        with pytest.raises(CheckFailure):
+            check(lambda *a, **k: None if name != "vit_param_count" else 0)
+
+
+# --------------------------------------------------------------------------- sample mistakes
+
+SAMPLES = mistakes_for("vit")
+
+
+def test_there_are_samples():
+    assert len(SAMPLES) >= 3 and all(s.student.startswith("vit_") for s in SAMPLES)
+    assert len({s.student for s in SAMPLES}) == len(SAMPLES)
+
+
+@pytest.mark.parametrize("sample", SAMPLES, ids=[s.student for s in SAMPLES])
+def test_sample_mistake_is_diagnosed(sample):
+    assert sample.notebook == "vit"
+    namespace = _namespace(sample.cell, sample.replace)
+    with pytest.raises(CheckFailure) as info:
+        CHECKS[sample.cell](namespace[sample.cell], hidden=True)
+    assert sample.diagnosis in str(info.value)
+
+
+@pytest.mark.parametrize("name", list(CHECKS))
+def test_trusted_split_roundtrip(solutions, name, tmp_path):
+    """What the trusted grader does: pickled inputs → call in the kernel → npz → judge outside it."""
+    import pickle
+
+    from utils.checking import Produced, case_label, evaluate, produce
+    from utils.checking import Case as CheckCase
+    from utils.feedback import CheckResult
+    from utils.seeding import grading_salt
+
+    exercise = vit.EXERCISES[name]
+    with grading_salt("test-secret"):
+        cases = exercise.make_cases(False)
+    sent = pickle.loads(pickle.dumps([(c.description, c.inputs) for c in cases]))
+    arrays = {}
+    for index, (description, inputs) in enumerate(sent):
+        produced = produce(exercise, solutions[name], CheckCase(description, inputs), case_label(index + 1, len(sent)))
+        assert produced.error is None and isinstance(produced.value, np.ndarray)
+        arrays[str(index)] = produced.value
+    np.savez(tmp_path / "out.npz", **arrays)
+    with np.load(tmp_path / "out.npz", allow_pickle=False) as data:
+        loaded = {k: data[k] for k in data.files}
+    with grading_salt("test-secret"):
+        verdict = evaluate(exercise, exercise.make_cases(False),
+                           lambda index, case, label: Produced(value=loaded[str(index)]))
+    assert isinstance(verdict, CheckResult)

@@ -1,0 +1,287 @@
+"""Benchmarks of the checks: how long a student waits for each ``check_*`` call; and of grading.
+
+    python -m utils.instructor.bench              # every benchmark
+    python -m utils.instructor.bench deformable   # one of them (names: see BENCHMARKS)
+    python -m utils.instructor.bench grading      # sequential nbgrader vs the parallel grader
+
+Timings are printed, never asserted (they depend on the machine). A benchmark is a
+function ``() -> int`` (0 when every check it timed passed) registered in :data:`BENCHMARKS`.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import io
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import nbformat
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+GOAL_SECONDS = 5.0   # the goal for one check_* call, visible or hidden
+
+_MARKER_LINE = re.compile(r"^[ \t]*### (BEGIN|END) SOLUTION[ \t]*$")
+
+
+class BenchmarkUnavailable(Exception):
+    """What a benchmark needs is missing; the message says what."""
+
+
+def solution_cells(notebook: Path) -> dict[str, str]:
+    """grade_id -> code of each solution *code* cell of a source notebook, marker lines removed.
+
+    Cells with ``nbgrader.solution`` true, in notebook order; the lines ``### BEGIN SOLUTION`` and
+    ``### END SOLUTION`` are dropped and the instructor code between them kept. Written answers
+    (markdown solution cells) are not code and are left out.
+    """
+    nb = nbformat.read(notebook, as_version=4)
+    cells = {}
+    for cell in nb.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if cell.cell_type == "code" and meta.get("solution"):
+            lines = [line for line in cell.source.splitlines() if not _MARKER_LINE.match(line)]
+            cells[meta.get("grade_id", f"cell_{len(cells)}")] = "\n".join(lines) + "\n"
+    return cells
+
+
+def imports_cell(notebook: Path) -> str:
+    """The code of the notebook's locked ``imports`` cell ('' when there is none)."""
+    nb = nbformat.read(notebook, as_version=4)
+    for cell in nb.cells:
+        if cell.cell_type == "code" and cell.metadata.get("nbgrader", {}).get("grade_id") == "imports":
+            return cell.source
+    return ""
+
+
+def load_solution(notebook: Path, cells: dict[str, str] | None = None) -> dict:
+    """The namespace after running the notebook's imports cell, then its solution cells in order.
+
+    ``cells`` (grade_id -> code) replaces the notebook's solution code, e.g. to run a mutated cell.
+    """
+    if not notebook.is_file():
+        raise BenchmarkUnavailable(
+            f"{notebook.relative_to(REPO_ROOT) if notebook.is_relative_to(REPO_ROOT) else notebook} not found: "
+            "this benchmark times the instructor solution in that notebook (nothing is embedded here); "
+            "create the notebook first.")
+    cells = solution_cells(notebook) if cells is None else cells
+    if not cells:
+        raise BenchmarkUnavailable(f"{notebook} has no solution code cells (nbgrader.solution = true).")
+    namespace: dict = {"__name__": f"solution_of_{notebook.stem}"}
+    for grade_id, code in [("imports", imports_cell(notebook))] + list(cells.items()):
+        exec(compile(code, f"<{notebook.name}:{grade_id}>", "exec"), namespace)   # noqa: S102 - our notebook
+    return namespace
+
+
+def _timed(fn: Callable[[], object]) -> tuple[float, object]:
+    start = time.perf_counter()
+    value = fn()
+    return time.perf_counter() - start, value
+
+
+def _import_time(module: str) -> str:
+    if module in sys.modules:
+        return f"import {module}: already imported"
+    seconds, _ = _timed(lambda: importlib.import_module(module))
+    return f"import {module}: {seconds:.2f} s"
+
+
+def time_checks(checks: dict[str, Callable], functions: dict[str, Callable], out=sys.stdout) -> int:
+    """Time ``check(function)`` and ``check(function, hidden=True)`` for each name; print a table.
+
+    Returns the number of checks that did not pass (their feedback is printed).
+    """
+    from utils.feedback import CheckFailure
+
+    print(f"  goal: each check < {GOAL_SECONDS:g} s", file=out)
+    print(f"  {'check':32} {'visible':>9} {'hidden':>9}", file=out)
+    total, failures = 0.0, 0
+    for name, check in checks.items():
+        row = []
+        for hidden in (False, True):
+            shown = io.StringIO()
+            try:
+                with contextlib.redirect_stdout(shown):
+                    seconds, _ = _timed(lambda: check(functions[name], hidden=hidden))
+            except CheckFailure as failure:
+                failures += 1
+                print(f"  {'check_' + name:32} FAILED (hidden={hidden}):{failure}", file=out)
+                row.append(None)
+                continue
+            total += seconds
+            row.append(seconds)
+        cells = ["   failed" if s is None else f"{s:7.2f} s" for s in row]
+        slow = [s for s in row if s is not None and s >= GOAL_SECONDS]
+        note = f"   ← over the {GOAL_SECONDS:g} s goal" if slow else ""
+        print(f"  {'check_' + name:32} {cells[0]:>9} {cells[1]:>9}{note}", file=out)
+    print(f"  total: {total:.2f} s for {2 * len(checks)} check calls"
+          + (f", {failures} failed" if failures else ""), file=out)
+    return failures
+
+
+# --------------------------------------------------------------------------- benchmarks
+
+DEFORMABLE_NOTEBOOK = REPO_ROOT / "source" / "deformable_conv" / "deformable_conv.ipynb"
+
+
+def bench_deformable() -> int:
+    """The four deformable-convolution checks on the instructor's (nested-loop) solution."""
+    notebook = DEFORMABLE_NOTEBOOK
+    if not notebook.is_file():   # before importing torch: say what is missing at once
+        load_solution(notebook)
+    print(f"deformable: the instructor solution in {notebook.relative_to(REPO_ROOT)}")
+    print(f"  {_import_time('torch')}, {_import_time('torchvision.ops')} (not counted below)")
+    from utils import deformable
+
+    namespace = load_solution(notebook)
+    names = list(deformable.EXERCISES)
+    missing = [name for name in names if not callable(namespace.get(name))]
+    if missing:
+        raise BenchmarkUnavailable(f"{notebook.name} defines no function {', '.join(missing)}")
+    checks = {name: getattr(deformable, f"check_{name}") for name in names}
+    return time_checks(checks, {name: namespace[name] for name in names})
+
+
+# --------------------------------------------------------------------------- grading a class
+
+def _launcher_seconds(repeat: int = 3) -> tuple[float, float]:
+    """Seconds to run the sandbox's resource-limit launcher (``python -m utils.sandbox ... -- true``)
+    and a bare ``python -c pass``: the launcher's own imports are paid by every grading kernel."""
+    import subprocess
+
+    def best(cmd):
+        times = []
+        for _ in range(repeat):
+            start = time.perf_counter()
+            subprocess.run(cmd, cwd=REPO_ROOT, check=True, capture_output=True)
+            times.append(time.perf_counter() - start)
+        return min(times)
+
+    launcher = best([sys.executable, "-m", "utils.sandbox", "--cpu", "60", "--data", str(2**32),
+                     "--fsize", str(2**26), "--", "true"])
+    return launcher, best([sys.executable, "-c", "pass"])
+
+
+def _scores(root: Path) -> dict:
+    from nbgrader.api import Gradebook
+    out = {}
+    with Gradebook(f"sqlite:///{root / 'gradebook.db'}?timeout=60", "dl-architectures") as gb:
+        for assignment in gb.assignments:
+            for sub in assignment.submissions:
+                for nb in sub.notebooks:
+                    out[(sub.student.id, assignment.name, nb.name)] = nb.code_score
+    return out
+
+
+def bench_grading() -> int:
+    """Sequential ``nbgrader autograde`` + ``generate_feedback`` + ``export`` against the parallel grader.
+
+    Environment: BENCH_GRADING_COPIES (replicas of each assignment's sample submissions under new
+    student ids, default 2), BENCH_GRADING_WORKERS (default: CPUs), BENCH_GRADING_ASSIGNMENTS
+    (comma-separated, default the whole course), BENCH_GRADING_KEEP=1 keeps the temporary course.
+    """
+    import os
+    import shutil
+    import subprocess
+    import tempfile
+    import json
+
+    from .course import assignments, build_submissions, generate_release, nbgrader, notebooks
+    from .parallel import StudentResult, startup_summary
+
+    copies = int(os.environ.get("BENCH_GRADING_COPIES", "2"))
+    workers = int(os.environ.get("BENCH_GRADING_WORKERS", str(os.cpu_count() or 2)))
+    names = [n for n in os.environ.get("BENCH_GRADING_ASSIGNMENTS", "").split(",") if n] or assignments(REPO_ROOT)
+    if shutil.which("bwrap") is None:
+        raise BenchmarkUnavailable("grading needs bubblewrap (`bwrap`); install the Debian package bubblewrap")
+    root = Path(tempfile.mkdtemp(prefix="bench-grading-"))
+    status = 0
+    try:
+        shutil.copytree(REPO_ROOT / "source", root / "source")
+        shutil.copy(REPO_ROOT / "nbgrader_config.py", root / "nbgrader_config.py")
+        print(f"grading: {', '.join(names)}; {copies} cop{'y' if copies == 1 else 'ies'} of the sample "
+              f"submissions; {workers} workers on {os.cpu_count()} CPUs; course in {root}")
+        generate_release(root, names)
+        n_students, n_notebooks = 0, 0
+        for name in names:
+            samples = list(build_submissions(name, root))
+            for i in range(1, copies):
+                for student in samples:
+                    shutil.copytree(root / "submitted" / student / name, root / "submitted" / f"{student}_c{i}" / name)
+            n_students += len(samples) * copies
+            n_notebooks += len(samples) * copies * len(notebooks(name, root))
+        print(f"  {n_students} submissions, {n_notebooks} notebooks")
+
+        start = time.perf_counter()
+        for name in names:
+            proc = nbgrader("autograde", name, "--force", root=root, check=False)
+            if proc.returncode:
+                print(f"  sequential nbgrader autograde {name}: exit {proc.returncode}")
+                status = 1
+            nbgrader("generate_feedback", name, "--force", root=root, check=False)
+        nbgrader("export", root=root, check=False)
+        sequential = time.perf_counter() - start
+        expected = _scores(root)
+
+        timings = root / "parallel-timings.json"
+        env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
+        start = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-m", "utils.instructor.parallel", *names, "--workers", str(workers),
+                               "--timings", str(timings), "--quiet"], cwd=root, env=env, text=True,
+                              capture_output=True)
+        parallel = time.perf_counter() - start
+        if proc.returncode:
+            status = 1
+            print("  parallel grader: exit", proc.returncode, "\n" + proc.stdout[-2000:])
+        results = [StudentResult(**r) for r in json.loads(timings.read_text())] if timings.exists() else []
+        same = _scores(root) == expected
+
+        print(f"  {'':28} {'seconds':>9} {'per student':>12}")
+        print(f"  {'sequential nbgrader':28} {sequential:9.1f} {sequential / n_students:11.2f}s")
+        print(f"  {'parallel (Dask, ' + str(workers) + ' workers)':28} {parallel:9.1f} {parallel / n_students:11.2f}s")
+        print(f"  speed-up: {sequential / parallel:.2f}x (goal 3x); grades identical: {'yes' if same else 'NO'}")
+        print("  start-up per notebook before its first test (parallel run, mean):")
+        for name, s in startup_summary(results).items():
+            print(f"    {name:18} kernel start {s['kernel_start']:6.2f} s, before first test "
+                  f"{s['before_first_test']:6.2f} s, notebook total {s['total']:6.2f} s ({s['notebooks']:g} notebooks)")
+        launcher, bare = _launcher_seconds()
+        print(f"  of each kernel start, the sandbox launcher `python -m utils.sandbox` takes {launcher:.2f} s "
+              f"(a bare `python -c pass`: {bare:.2f} s)")
+        if not same:
+            status = 1
+    finally:
+        if os.environ.get("BENCH_GRADING_KEEP") != "1":
+            shutil.rmtree(root, ignore_errors=True)
+    return status
+
+
+BENCHMARKS: dict[str, Callable[[], int]] = {
+    "deformable": bench_deformable,
+    "grading": bench_grading,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m utils.instructor.bench",
+                                     description="Time each check on the instructor solution (never asserted).")
+    parser.add_argument("names", nargs="*", metavar="name",
+                        help=f"benchmarks to run (default: all): {', '.join(BENCHMARKS)}")
+    args = parser.parse_args(argv)
+    unknown = [name for name in args.names if name not in BENCHMARKS]
+    if unknown:
+        parser.error(f"unknown benchmark {', '.join(unknown)}; choose from {', '.join(BENCHMARKS)}")
+    status = 0
+    for name in args.names or list(BENCHMARKS):
+        try:
+            status |= 1 if BENCHMARKS[name]() else 0
+        except BenchmarkUnavailable as why:
+            print(f"bench {name}: {why}", file=sys.stderr)
+            status |= 2
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

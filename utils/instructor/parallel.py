@@ -1,0 +1,420 @@
+"""Grade a large class fast: ``nbgrader autograde`` sharded over Dask workers.
+
+    python -m utils.instructor.parallel ASSIGNMENT [ASSIGNMENT ...]
+        [--workers N]            local worker processes (default: the number of CPUs)
+        [--scheduler ADDR]       a running Dask scheduler, e.g. tcp://10.0.0.5:8786, instead of a local cluster
+        [--shard-size K]         students per task (default: about four tasks per worker, at most 16)
+        [--student GLOB[,GLOB]]  only these students (glob patterns, like nbgrader's --student)
+        [--db-url URL]           gradebook (default: nbgrader_config.py), e.g. postgresql://user@host/db
+        [--root DIR]             course root (default: the current folder, like nbgrader)
+        [--no-feedback] [--no-export] [--to grades.csv] [--timings FILE.json]
+
+Run it from the course root, as nbgrader. For each assignment it does what
+``nbgrader autograde <a> --force``, ``nbgrader generate_feedback <a> --force`` and
+``nbgrader export`` do, with the same nbgrader configuration (nbgrader_config.py: the
+sandboxed, recording-only kernel and the trusted verdicts), so grades, feedback and the CSV
+are those of the sequential commands. What changes:
+
+* students are split into shards; each shard is one Dask task, graded **in-process** by a
+  long-lived worker that has loaded nbgrader, the course configuration and the trusted
+  grader (torch references) once, so start-up is paid once per worker, not per student;
+* a student whose submission breaks grading is retried once for a locked database, then
+  reported at the end, and never stops the batch (nbgrader itself aborts on some errors);
+* the gradebook is prepared before the shards start (tables, course, students), so concurrent
+  shards only write their own submissions: SQLite (``?timeout=60``, writers wait) for one
+  machine, PostgreSQL through ``--db-url`` / ``CourseDirectory.db_url`` for many graders.
+
+With ``--scheduler`` every worker must see the course root at the same path (shared file
+system) and have this environment (nbgrader, the course package, bubblewrap) installed; each
+worker process should have one thread (``dask worker ADDR --nthreads 1``) because grading
+changes the process's working directory.
+"""
+from __future__ import annotations
+
+import argparse
+import fnmatch
+import glob
+import json
+import logging
+import math
+import os
+import sys
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+# --------------------------------------------------------------------------- results
+
+
+@dataclass
+class StudentResult:
+    student: str
+    assignment: str
+    ok: bool
+    seconds: float
+    error: str = ""
+    attempts: int = 1
+    # per notebook: {"notebook", "kernel_start", "before_first_test", "total"} in seconds
+    notebooks: list[dict] = field(default_factory=list)
+    worker: str = ""          # host:pid of the worker process
+    started: float = 0.0      # wall clock (time.time()) when grading this student began and ended
+    finished: float = 0.0
+
+
+# --------------------------------------------------------------------------- worker side
+
+_APPS: dict = {}   # (root, db_url) -> (autograde app, feedback app), one per worker process
+_TIMINGS: list[dict] = []
+
+
+class _ErrorLog(logging.Handler):
+    """Collects the ERROR records nbgrader logs while one student is graded."""
+
+    def __init__(self):
+        super().__init__(level=logging.ERROR)
+        self.messages: list[str] = []
+
+    def emit(self, record):
+        try:
+            self.messages.append(record.getMessage())
+        except Exception:  # noqa: BLE001
+            self.messages.append(str(record.msg))
+
+
+def _install_timing_probe() -> None:
+    """Record, per notebook, when the kernel ran its first cell and its first test cell.
+
+    Timestamps only: wraps ``SandboxedExecute.preprocess``/``preprocess_cell`` of this process
+    and calls the originals unchanged.
+    """
+    from utils.sandbox import SandboxedExecute
+    if getattr(SandboxedExecute, "_course_timing_probe", False):
+        return
+    preprocess, preprocess_cell = SandboxedExecute.preprocess, SandboxedExecute.preprocess_cell
+
+    def timed_preprocess(self, nb, resources=None, km=None):
+        self._probe = {"notebook": (resources or {}).get("nbgrader", {}).get("notebook", ""),
+                       "start": time.perf_counter(), "first_cell": None, "first_test": None}
+        try:
+            return preprocess(self, nb, resources, km)
+        finally:
+            p = self._probe
+            end = time.perf_counter()
+            first_cell = p["first_cell"] or end
+            first_test = p["first_test"] or end
+            _TIMINGS.append({"notebook": p["notebook"], "kernel_start": first_cell - p["start"],
+                             "before_first_test": first_test - p["start"], "total": end - p["start"]})
+
+    def timed_preprocess_cell(self, cell, resources, index):
+        p = getattr(self, "_probe", None)
+        if p is not None and cell.cell_type == "code":
+            now = time.perf_counter()
+            if p["first_cell"] is None:
+                p["first_cell"] = now
+            meta = cell.metadata.get("nbgrader", {})
+            if p["first_test"] is None and meta.get("grade") and not meta.get("solution"):
+                p["first_test"] = now
+        return preprocess_cell(self, cell, resources, index)
+
+    SandboxedExecute.preprocess = timed_preprocess
+    SandboxedExecute.preprocess_cell = timed_preprocess_cell
+    SandboxedExecute._course_timing_probe = True
+
+
+def _config_argv(db_url: str | None, log_level: str = "ERROR") -> list[str]:
+    """Command-line options for nbgrader apps: the gradebook override and a quiet log."""
+    return [f"--log-level={log_level}"] + ([f"--CourseDirectory.db_url={db_url}"] if db_url else [])
+
+
+def _apps(root: str, db_url: str | None):
+    """nbgrader's autograde and generate_feedback apps, configured as on the command line, cached."""
+    key = (root, db_url)
+    if key not in _APPS:
+        from nbgrader.apps import AutogradeApp, GenerateFeedbackApp
+        os.chdir(root)   # nbgrader reads nbgrader_config.py from the working directory
+        if root not in sys.path:
+            sys.path.insert(0, root)
+        apps = []
+        for cls in (AutogradeApp, GenerateFeedbackApp):
+            app = cls()
+            app.initialize(_config_argv(db_url))
+            apps.append(app)
+        _install_timing_probe()
+        _APPS[key] = tuple(apps)
+    return _APPS[key]
+
+
+def _convert(app, converter_cls, assignment: str, student: str) -> list[str]:
+    """Run one nbgrader converter for one student in this process.
+
+    Returns [] when it succeeded, else the errors nbgrader logged (nbgrader reports a failed
+    submission by raising NbGraderException at the end of ``convert_notebooks``).
+    """
+    from nbgrader.converters import NbGraderException
+    handler = _ErrorLog()
+    app.log.addHandler(handler)
+    try:
+        app.coursedir.assignment_id = assignment
+        app.coursedir.student_id = glob.escape(student)
+        converter = converter_cls(coursedir=app.coursedir, parent=app)
+        converter.force = True
+        try:
+            converter.start()
+            return []
+        except NbGraderException as exc:
+            return handler.messages or [str(exc)]
+        except Exception:  # noqa: BLE001 - one student's failure never stops the shard
+            return handler.messages + [traceback.format_exc()]
+    finally:
+        app.log.removeHandler(handler)
+        app.coursedir.student_id = "*"
+
+
+def _summary(messages: list[str]) -> str:
+    useful = [m for m in messages if not m.startswith("Please see the error log")]
+    text = "\n".join(useful or messages).strip()
+    return text[-4000:]
+
+
+def grade_shard(root: str, assignment: str, students: list[str], db_url: str | None = None,
+                feedback: bool = True, retries: int = 1) -> list[dict]:
+    """Autograde (and generate feedback for) ``students`` of ``assignment`` in this process."""
+    from nbgrader.converters import Autograde, GenerateFeedback
+    autograde_app, feedback_app = _apps(root, db_url)
+    cwd = os.getcwd()
+    worker = f"{os.uname().nodename}:{os.getpid()}"
+    results = []
+    try:
+        for student in students:
+            start, started = time.perf_counter(), time.time()
+            del _TIMINGS[:]
+            attempts, errors = 0, []
+            while attempts <= retries:
+                attempts += 1
+                del _TIMINGS[:]
+                errors = _convert(autograde_app, Autograde, assignment, student)
+                locked = any("database is locked" in e or "could not serialize" in e for e in errors)
+                if not errors or not locked:
+                    break
+            timings = list(_TIMINGS)
+            if not errors and feedback:
+                errors = [f"generate_feedback: {e}" for e in
+                          _convert(feedback_app, GenerateFeedback, assignment, student)]
+            results.append(asdict(StudentResult(
+                student=student, assignment=assignment, ok=not errors, seconds=time.perf_counter() - start,
+                error=_summary(errors), attempts=attempts, notebooks=timings, worker=worker,
+                started=started, finished=time.time())))
+    finally:
+        os.chdir(cwd)
+    return results
+
+
+# --------------------------------------------------------------------------- coordinator side
+
+
+def course_settings(root: Path, db_url: str | None = None):
+    """(db_url, course_id, submitted directory pattern, CourseDirectory) as nbgrader would use them."""
+    from nbgrader.apps import AutogradeApp
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        app = AutogradeApp()
+        app.initialize(_config_argv(db_url))
+    finally:
+        os.chdir(cwd)
+    return app.coursedir
+
+
+def find_students(coursedir, assignment: str, patterns: list[str] | None = None) -> list[str]:
+    """Students with a submitted/<student>/<assignment>/ folder, sorted (nbgrader's order)."""
+    pattern = coursedir.format_path(coursedir.submitted_directory, "*", assignment)
+    prefix, _, suffix = coursedir.format_path(coursedir.submitted_directory, "\0", assignment).partition("\0")
+    students = []
+    for folder in sorted(glob.glob(pattern)):
+        if not os.path.isdir(folder):
+            continue
+        student = folder[len(prefix):len(folder) - len(suffix)] if suffix else folder[len(prefix):]
+        if patterns and not any(fnmatch.fnmatchcase(student, p) for p in patterns):
+            continue
+        students.append(student)
+    exclude = set(filter(None, (coursedir.student_id_exclude or "").split(",")))
+    return [s for s in students if s not in exclude]
+
+
+def prepare_gradebook(coursedir, assignments: list[str], students: list[str]) -> None:
+    """Create the tables, the course and every student before the shards start writing.
+
+    Concurrent first writes (table creation, the course row, the same student graded for two
+    assignments at once) would race; afterwards each shard only writes its own submissions.
+    """
+    from nbgrader.api import Gradebook, MissingEntry
+    with Gradebook(coursedir.db_url, coursedir.course_id) as gb:
+        for assignment in assignments:
+            try:
+                gb.find_assignment(assignment)
+            except MissingEntry:
+                raise SystemExit(f"assignment {assignment!r} is not in the gradebook {coursedir.db_url}: "
+                                 f"run `nbgrader generate_assignment {assignment}` first") from None
+        for student in sorted(set(students)):
+            try:
+                gb.find_student(student)
+            except MissingEntry:
+                gb.update_or_create_student(student)
+
+
+def shard(items: list, size: int) -> list[list]:
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+def default_shard_size(n_students: int, n_workers: int) -> int:
+    return max(1, min(16, math.ceil(n_students / max(1, 4 * n_workers))))
+
+
+def export_csv(root: Path, db_url: str | None, to: str) -> None:
+    """``nbgrader export --to <to>`` in this process."""
+    from nbgrader.apps import ExportApp
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        app = ExportApp()
+        app.initialize(_config_argv(db_url) + [f"--ExportPlugin.to={to}"])
+        app.start()
+    finally:
+        os.chdir(cwd)
+
+
+def start_client(workers: int | None, scheduler: str | None, quiet: bool = True):
+    from distributed import Client, LocalCluster
+    if scheduler:
+        return Client(scheduler), None
+    cluster = LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1, processes=True,
+                           memory_limit=0, dashboard_address=None,
+                           silence_logs=logging.ERROR if quiet else logging.WARNING)
+    return Client(cluster), cluster
+
+
+def grade(root: Path, assignments: list[str], *, workers: int | None = None, scheduler: str | None = None,
+          shard_size: int | None = None, students: list[str] | None = None, db_url: str | None = None,
+          feedback: bool = True, export_to: str | None = "grades.csv", progress: bool = True,
+          client=None) -> list[StudentResult]:
+    """Grade ``assignments`` of the course at ``root`` on Dask; returns one result per student."""
+    from distributed import as_completed
+    root = Path(root).resolve()
+    coursedir = course_settings(root, db_url)
+    jobs = {a: find_students(coursedir, a, students) for a in assignments}
+    prepare_gradebook(coursedir, assignments, [s for ss in jobs.values() for s in ss])
+    own_client = client is None
+    cluster = None
+    if own_client:
+        client, cluster = start_client(workers, scheduler)
+    results: list[StudentResult] = []
+    try:
+        n_workers = max(1, len(client.scheduler_info(n_workers=-1).get("workers", {})) or (workers or 1))
+        total = sum(len(s) for s in jobs.values())
+        size = shard_size or default_shard_size(total, n_workers)
+        futures = {}
+        for assignment, names in jobs.items():
+            for part in shard(names, size):
+                future = client.submit(grade_shard, str(root), assignment, part, db_url, feedback,
+                                       pure=False, retries=0)
+                futures[future] = (assignment, part)
+        bar = None
+        if progress:
+            from tqdm import tqdm
+            bar = tqdm(total=total, unit="student", desc=f"grading {', '.join(assignments)}", file=sys.stderr)
+        for future in as_completed(list(futures)):
+            assignment, part = futures[future]
+            try:
+                shard_results = [StudentResult(**r) for r in future.result()]
+            except Exception as exc:  # noqa: BLE001 - a lost worker fails its shard, not the batch
+                why = f"the grading task failed ({type(exc).__name__}: {exc})"
+                shard_results = [StudentResult(s, assignment, False, 0.0, why) for s in part]
+            results += shard_results
+            if bar is not None:
+                bar.update(len(part))
+                failed = sum(not r.ok for r in results)
+                if failed:
+                    bar.set_postfix(errors=failed)
+        if bar is not None:
+            bar.close()
+    finally:
+        if own_client:
+            client.close()
+            if cluster is not None:
+                cluster.close()
+    if export_to:
+        export_csv(root, db_url, export_to)
+    order = {(a, s): i for i, (a, s) in enumerate((a, s) for a in assignments for s in jobs[a])}
+    return sorted(results, key=lambda r: order.get((r.assignment, r.student), 0))
+
+
+def startup_summary(results: list[StudentResult]) -> dict[str, dict[str, float]]:
+    """Per assignment: mean seconds per notebook to start the kernel and to reach the first test."""
+    out: dict[str, dict[str, float]] = {}
+    for assignment in dict.fromkeys(r.assignment for r in results):
+        rows = [nb for r in results if r.assignment == assignment for nb in r.notebooks]
+        if rows:
+            out[assignment] = {key: sum(nb[key] for nb in rows) / len(rows)
+                               for key in ("kernel_start", "before_first_test", "total")}
+            out[assignment]["notebooks"] = len(rows)
+    return out
+
+
+def report(results: list[StudentResult], seconds: float, out=sys.stdout) -> int:
+    ok = [r for r in results if r.ok]
+    failed = [r for r in results if not r.ok]
+    print(f"\nGraded {len(ok)} of {len(results)} submissions in {seconds:.1f} s"
+          + (f" ({seconds / len(results):.2f} s per submission)" if results else "") + ".", file=out)
+    for assignment, s in startup_summary(results).items():
+        print(f"  {assignment}: per notebook {s['kernel_start']:.2f} s to start the kernel, "
+              f"{s['before_first_test']:.2f} s before the first test, {s['total']:.2f} s in all "
+              f"({s['notebooks']:g} notebooks)", file=out)
+    if failed:
+        print(f"\n{len(failed)} submission(s) could not be graded:", file=out)
+        for r in failed:
+            first = r.error.strip().splitlines()
+            print(f"  ✗ {r.student}/{r.assignment}: {(first[-1] if first else 'unknown error')[:300]}", file=out)
+            for line in first[:-1][-8:]:
+                print(f"      {line[:300]}", file=out)
+    return 1 if failed else 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m utils.instructor.parallel",
+        description="Autograde, generate feedback and export in parallel on Dask (same nbgrader configuration).")
+    parser.add_argument("assignments", nargs="+", metavar="assignment")
+    parser.add_argument("--workers", type=int, default=None,
+                        help="local worker processes (default: number of CPUs); ignored with --scheduler")
+    parser.add_argument("--scheduler", default=None, help="address of a running Dask scheduler (tcp://host:8786)")
+    parser.add_argument("--shard-size", type=int, default=None, help="students per task")
+    parser.add_argument("--student", default=None, help="comma-separated glob patterns of student ids")
+    parser.add_argument("--db-url", default=None, help="gradebook URL (default: CourseDirectory.db_url)")
+    parser.add_argument("--root", default=".", help="course root (default: current folder)")
+    parser.add_argument("--no-feedback", action="store_true", help="skip generate_feedback")
+    parser.add_argument("--no-export", action="store_true", help="skip the CSV export")
+    parser.add_argument("--to", default="grades.csv", help="CSV file of the export (default grades.csv)")
+    parser.add_argument("--timings", default=None, help="write per-student results and timings to this JSON file")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    args = parser.parse_args(argv)
+    root = Path(args.root).resolve()
+    if not (root / "nbgrader_config.py").is_file():
+        parser.error(f"{root} has no nbgrader_config.py: run from the course root or pass --root")
+    start = time.perf_counter()
+    results = grade(root, args.assignments, workers=args.workers, scheduler=args.scheduler,
+                    shard_size=args.shard_size,
+                    students=[p for p in (args.student or "").split(",") if p] or None,
+                    db_url=args.db_url, feedback=not args.no_feedback,
+                    export_to=None if args.no_export else args.to, progress=not args.quiet)
+    seconds = time.perf_counter() - start
+    if args.timings:
+        Path(args.timings).write_text(json.dumps([asdict(r) for r in results], indent=1))
+    return report(results, seconds)
+
+
+if __name__ == "__main__":
+    # Run the module's own copy, so that Dask sends grade_shard to workers by reference
+    # (functions of __main__ would be pickled by value, with a fresh cache per task).
+    from utils.instructor.parallel import main as _main
+    sys.exit(_main())
