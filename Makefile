@@ -42,7 +42,7 @@ demo: setup
 
 ## Every test: checkers, notebooks (nbval), release sync, nbgrader end to end.
 test: setup
-	$(PY) -m pytest
+	COURSE_REQUIRE_BROWSER=1 $(PY) -m pytest
 
 ## Benchmarks (timings are printed, never asserted).
 bench: setup

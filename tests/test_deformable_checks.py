@@ -162,7 +162,7 @@ def bilinear_one_element_array(a_l, q_y, q_x):
 
 
 def bilinear_grid_sample(a_l, q_y, q_x):
-    """torch's grid_sample (zero padding, align_corners=True); returns a 0-d torch tensor."""
+    """torch's grid_sample (zero padding, align_corners=True): right, but not from scratch."""
     H, W = a_l.shape
     image = torch.as_tensor(a_l, dtype=torch.float64)[None, None]
     grid = torch.tensor([[[[2 * q_x / (W - 1) - 1, 2 * q_y / (H - 1) - 1]]]], dtype=torch.float64)
@@ -598,17 +598,6 @@ REALISTIC = [
 ]
 _REALISTIC_IDS = [f"{check}-{getattr(fn, '__name__', 'fn')}-{sub[:24]}" for check, fn, sub in REALISTIC]
 
-# Known ambiguity, reported to the lead: on bilinear case 1 (the 2×2 image, every query with
-# floor(q_y) == floor(q_x) == 0) "q_y and q_x swapped" gives exactly the same numbers as
-# "x-fraction applied to the vertical neighbours", which comes first in the catalogue, so a student
-# who swaps q_y and q_x is told the other mistake. Strict: the test starts passing (and this
-# marker must go) once the first case tells them apart.
-_SWAP_YX_AMBIGUITY = pytest.mark.xfail(
-    strict=True,
-    reason="bilinear case 1 cannot tell 'q_y and q_x swapped' from 'x-fraction applied to the vertical "
-           "neighbours' (all queries have floor(q_y) == floor(q_x)); the latter is listed first")
-
-
 # =============================================================================================
 # Helpers
 # =============================================================================================
@@ -759,19 +748,31 @@ def conv_output_size_torch(size, kernel_size, stride=1, padding=0, dilation=1):
     return torch.div(span, stride, rounding_mode="floor") + 1
 
 
-_TORCH_SCALAR = pytest.mark.xfail(
-    strict=True,
-    reason="deformable._numbers tests np.size(v) == 1, but np.size of a torch tensor is its bound .size "
-           "method, so a 0-d tensor becomes NaN ('values are NaN or infinite'); see the report")
+def bilinear_torch_scalar(a_l, q_y, q_x):
+    """Bilinear interpolation written with torch operations; returns a 0-d torch tensor."""
+    image = torch.as_tensor(a_l, dtype=torch.float64)
+    H, W = image.shape
+    y0, x0 = int(np.floor(q_y)), int(np.floor(q_x))
+    total = torch.zeros((), dtype=torch.float64)
+    for y, wy in ((y0, 1 - (q_y - y0)), (y0 + 1, q_y - y0)):
+        for x, wx in ((x0, 1 - (q_x - x0)), (x0 + 1, q_x - x0)):
+            if 0 <= y < H and 0 <= x < W:
+                total = total + wy * wx * image[y, x]
+    return total
 
 
 @pytest.mark.parametrize("check_name, fn", [("conv_output_size", conv_output_size_torch),
-                                            ("bilinear_interpolate", bilinear_grid_sample)],
-                         ids=["conv_output_size_torch", "bilinear_grid_sample"])
-@_TORCH_SCALAR
+                                            ("bilinear_interpolate", bilinear_torch_scalar)],
+                         ids=["conv_output_size_torch", "bilinear_torch_scalar"])
 def test_a_torch_scalar_is_accepted_as_a_number(check_name, fn, capsys):
     CHECKS[check_name](fn, hidden=True)
     assert capsys.readouterr().out.startswith(f"✓ {check_name}")
+
+
+def test_bilinear_through_grid_sample_is_not_from_scratch():
+    with pytest.raises(CheckFailure, match=r"must be written from scratch, but it called "
+                                           r"torch\.nn\.functional\.grid_sample"):
+        CHECKS["bilinear_interpolate"](bilinear_grid_sample)
 
 
 def test_float32_alternatives_really_compute_in_float32():
@@ -819,7 +820,7 @@ def test_hidden_adds_cases_and_keeps_the_visible_ones():
 # =============================================================================================
 
 @pytest.mark.parametrize("check_name, fn, substring, hidden, salt", salted(
-    [pytest.param(*r, h, marks=[_SWAP_YX_AMBIGUITY] if r[1] is bilinear_swapped_arguments else [],
+    [pytest.param(*r, h,
                   id=f"{i}-{'hidden' if h else 'visible'}") for r, i in zip(REALISTIC, _REALISTIC_IDS) for h in (False, True)]))
 def test_realistic_mistake_is_named(check_name, fn, substring, hidden, salt):
     mistake = catalogue_mistake(check_name, substring)
@@ -828,11 +829,9 @@ def test_realistic_mistake_is_named(check_name, fn, substring, hidden, salt):
     assert_diagnosis(text, check_name, mistake, hidden, salt)
 
 
-def test_swapped_arguments_are_at_least_rejected_with_a_transposition_diagnosis():
-    """Documents today's (ambiguous) message for q_y/q_x swapped: see _SWAP_YX_AMBIGUITY."""
+def test_swapped_arguments_are_named_on_the_hand_checkable_case():
     text = failure_text("bilinear_interpolate", bilinear_swapped_arguments)
-    assert "Case 1 of 5:" in text
-    assert ("x-fraction is applied to the vertical neighbours" in text) or ("q_y and q_x are swapped" in text)
+    assert "Case 1 of 5:" in text and "q_y and q_x are swapped" in text
 
 
 _ALL_MISTAKES = [(name, index, mistake) for name, exercise in EX.items()
@@ -840,8 +839,7 @@ _ALL_MISTAKES = [(name, index, mistake) for name, exercise in EX.items()
 
 
 def _mistake_param(name, index, mistake, hidden):
-    marks = [_SWAP_YX_AMBIGUITY] if (name == "bilinear_interpolate" and "q_y and q_x are swapped" in mistake.name) else []
-    return pytest.param(name, mistake, hidden, marks=marks,
+    return pytest.param(name, mistake, hidden,
                         id=f"{name}-{index}-{'hidden' if hidden else 'visible'}-{mistake.name[:30].strip()}")
 
 
@@ -900,8 +898,8 @@ def test_stub_is_not_implemented_yet(check_name):
 def bilinear_no_bounds(a_l, q_y, q_x):
     y0, x0 = int(np.floor(q_y)), int(np.floor(q_x))
     dy, dx = q_y - y0, q_x - x0
-    v0 = a_l[y0, x0] * (1 - dx) + a_l[y0, x0 + 1] * dx   # marker: x0 + 1 can be W
-    v1 = a_l[y0 + 1, x0] * (1 - dx) + a_l[y0 + 1, x0 + 1] * dx
+    v1 = a_l[y0 + 1, x0] * (1 - dx) + a_l[y0 + 1, x0 + 1] * dx   # marker: y0 + 1 can be H, x0 + 1 can be W
+    v0 = a_l[y0, x0] * (1 - dx) + a_l[y0, x0 + 1] * dx
     return v0 * (1 - dy) + v1 * dy
 
 
@@ -1228,7 +1226,9 @@ def test_visible_bilinear_cases_contain_what_they_promise(salt):
     by_text = {c.description: (c.inputs, expected) for c, expected in pairs}
     first = cases[0].inputs
     assert np.array_equal(first["a_l"], [[1.0, 2.0], [3.0, 4.0]])
-    np.testing.assert_allclose(EX["bilinear_interpolate"].reference(first), [2.5, 2.25, 1.5], atol=1e-12)
+    np.testing.assert_allclose(EX["bilinear_interpolate"].reference(first), [2.5, 2.25, 1.5, 3.5], atol=1e-12)
+    q = first["points"]
+    assert np.any(np.floor(q[:, 0]) != np.floor(q[:, 1]))   # so that swapping q_y and q_x shows
     for text, (inputs, expected) in by_text.items():
         q, (H, W) = inputs["points"], inputs["a_l"].shape
         if "exact integer positions" in text:

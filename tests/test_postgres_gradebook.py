@@ -9,7 +9,6 @@ Skipped only when the PostgreSQL server binaries are not installed.
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import pytest
 from nbgrader.api import Gradebook

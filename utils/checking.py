@@ -20,7 +20,7 @@ from typing import Any, Callable
 import numpy as np
 
 from .compare import DEFAULT_TOLERANCE, Tolerance, compare
-from .diagnose import Mistake, identify, identify_shape
+from .diagnose import Mistake, identify, identify_shape, mistake_output
 from .feedback import CheckFailure, CheckResult, NotImplementedYet, Report, raise_failure
 
 
@@ -170,18 +170,40 @@ def produce(exercise: Exercise, fn: Callable, case: Case, label: str) -> Produce
             hint=exercise.exception_hints.get(type(exc).__name__, exercise.hint)))
 
 
-def judge(exercise: Exercise, case: Case, label: str, produced: Produced) -> tuple[Report | None, float]:
+class CaseMemo:
+    """A case's reference and mistake outputs, computed once: the trusted grader judges every
+    student of a batch on the same hidden cases."""
+
+    def __init__(self, exercise: Exercise, case: Case):
+        self.exercise, self.case = exercise, case
+        self._reference: Any = None
+        self._mistakes: dict[int, Any] = {}
+
+    def reference(self) -> Any:
+        if self._reference is None:
+            self._reference = self.exercise.reference(self.case.inputs)
+        return self._reference
+
+    def mistake(self, index: int) -> Any:
+        if index not in self._mistakes:
+            self._mistakes[index] = mistake_output(self.exercise.mistakes[index], self.case.inputs)
+        return self._mistakes[index]
+
+
+def judge(exercise: Exercise, case: Case, label: str, produced: Produced,
+          memo: CaseMemo | None = None) -> tuple[Report | None, float]:
     """Compare one produced output with the reference: ``(None, max_abs_diff)`` when it passes."""
     if produced.error is not None:
         return produced.error, float("nan")
-    expected = exercise.reference(case.inputs)
+    expected = memo.reference() if memo else exercise.reference(case.inputs)
     actual = produced.value
     mismatch, max_abs = compare(actual, expected, exercise.tolerance, case.describe_index)
     if mismatch is None:
         return None, max_abs
-    mistake = identify(actual, case.inputs, exercise.mistakes, expected, exercise.tolerance)
+    outputs = memo.mistake if memo else None
+    mistake = identify(actual, case.inputs, exercise.mistakes, expected, exercise.tolerance, outputs)
     if mistake is None and mismatch.kind == "shape":
-        mistake = identify_shape(actual, case.inputs, exercise.mistakes)
+        mistake = identify_shape(actual, case.inputs, exercise.mistakes, outputs)
     return Report(
         headline=f"{exercise.function} does not match {exercise.reference_name}",
         case=f"{label}: {case.description}",
@@ -194,13 +216,14 @@ def case_label(number: int, total: int) -> str:
     return f"Case {number} of {total}"
 
 
-def evaluate(exercise: Exercise, cases: list[Case], outputs: Callable[[int, Case, str], Produced]
-             ) -> CheckResult | Report:
+def evaluate(exercise: Exercise, cases: list[Case], outputs: Callable[[int, Case, str], Produced],
+             memos: list[CaseMemo] | None = None) -> CheckResult | Report:
     """Judge every case in order; the first failure is the verdict."""
     worst = 0.0
     for number, case in enumerate(cases, start=1):
         label = case_label(number, len(cases))
-        report, max_abs = judge(exercise, case, label, outputs(number - 1, case, label))
+        memo = memos[number - 1] if memos else None
+        report, max_abs = judge(exercise, case, label, outputs(number - 1, case, label), memo)
         if report is not None:
             return report
         worst = max(worst, max_abs)

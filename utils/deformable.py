@@ -207,8 +207,11 @@ def _numbers(values):
     """Student return values as a float array, or the first one that is not a number."""
     out = []
     for v in values:
+        if v is None:
+            return v
         try:
-            out.append(float(np.asarray(v).reshape(())) if np.size(v) == 1 else float("nan"))
+            array = np.asarray(v.detach().cpu() if hasattr(v, "detach") else v, dtype=np.float64)
+            out.append(float(array.reshape(())) if array.size == 1 else float("nan"))
         except (TypeError, ValueError):
             return v
     return np.array(out)
@@ -260,8 +263,9 @@ def _bilinear_cases(hidden: bool) -> list[Case]:
         cases.append(Case(description, {"a_l": np.asarray(a_l, dtype=np.float64), "points": points},
                           lambda index, p=points: f"query (q_y={p[index[0], 0]:g}, q_x={p[index[0], 1]:g})"))
 
-    add("2×2 image [[1, 2], [3, 4]] at its centre and at two fractional points (check these by hand)",
-        [[1.0, 2.0], [3.0, 4.0]], [(0.5, 0.5), (0.25, 0.75), (0.0, 0.5)])
+    add("2×2 image [[1, 2], [3, 4]] at its centre, at two fractional points and on its bottom edge "
+        "(check these by hand)",
+        [[1.0, 2.0], [3.0, 4.0]], [(0.5, 0.5), (0.25, 0.75), (0.0, 0.5), (1.0, 0.5)])
     rng = case_rng("bilinear_interpolate", 2)
     image = rng.normal(size=(4, 5))
     add("4×5 image, fractional points inside", image,

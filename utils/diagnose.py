@@ -21,32 +21,45 @@ class Mistake:
     compute: Callable[[Any], np.ndarray]   # the mistaken output for a case's inputs
 
 
+_DOES_NOT_APPLY = object()
+
+
+def mistake_output(mistake: Mistake, inputs) -> Any:
+    """The mistaken output on these inputs, or ``_DOES_NOT_APPLY`` when it cannot be formed."""
+    try:
+        return mistake.compute(inputs)
+    except Exception:  # a mistake that cannot be formed on this case does not apply
+        return _DOES_NOT_APPLY
+
+
 def identify(actual, inputs, mistakes: list[Mistake], expected: np.ndarray,
-             tol: Tolerance) -> Mistake | None:
-    """The first mistake whose output equals ``actual`` and differs from ``expected``."""
+             tol: Tolerance, outputs: Callable[[int], Any] | None = None) -> Mistake | None:
+    """The first mistake whose output equals ``actual`` and differs from ``expected``.
+
+    ``outputs(i)`` may supply mistake i's output (e.g. from a cache) instead of computing it.
+    """
     actual = to_numpy(actual)
     if actual is None:
         return None
-    for mistake in mistakes:
-        try:
-            wrong = mistake.compute(inputs)
-        except Exception:  # a mistake that cannot be formed on this case does not apply
+    for index, mistake in enumerate(mistakes):
+        wrong = outputs(index) if outputs else mistake_output(mistake, inputs)
+        if wrong is _DOES_NOT_APPLY:
             continue
         if agrees(actual, wrong, tol) and not agrees(wrong, expected, tol):
             return mistake
     return None
 
 
-def identify_shape(actual, inputs, mistakes: list[Mistake]) -> Mistake | None:
+def identify_shape(actual, inputs, mistakes: list[Mistake],
+                   outputs: Callable[[int], Any] | None = None) -> Mistake | None:
     """A mistake whose output has the student's (wrong) shape, when no value match was found."""
     actual = to_numpy(actual)
     if actual is None:
         return None
-    for mistake in mistakes:
-        try:
-            wrong = np.asarray(mistake.compute(inputs))
-        except Exception:
+    for index, mistake in enumerate(mistakes):
+        wrong = outputs(index) if outputs else mistake_output(mistake, inputs)
+        if wrong is _DOES_NOT_APPLY:
             continue
-        if wrong.shape == actual.shape:
+        if np.asarray(wrong).shape == actual.shape:
             return mistake
     return None

@@ -34,7 +34,7 @@ from nbgrader.coursedir import CourseDirectory
 from nbgrader.preprocessors import NbGraderPreprocessor, OverwriteCells
 from traitlets import Integer, Unicode
 
-from .checking import Produced, case_label, evaluate, from_scratch_report
+from .checking import CaseMemo, Produced, case_label, evaluate, from_scratch_report
 from .feedback import CheckResult, Report
 from .recording import GRADING_DIR, inputs_path, outputs_paths
 from .registry import MODULE_OF_CHECK, exercise as find_exercise
@@ -45,6 +45,22 @@ SKIPPED_KEY = "course_skipped_cells"
 # First line of a locked demo cell (training runs, figures) that the autograder does not run:
 # nothing graded may depend on it. Students still run it in JupyterLab.
 NOT_GRADED_MARKER = "# Not run by the autograder (nothing graded depends on this cell)."
+
+
+# Hidden cases depend only on the check, the test cell and the course secret, so one grading
+# process draws them, pickles them and computes their references once for all its students.
+_HIDDEN_CASES: dict[tuple[str, str], tuple[list, list[CaseMemo]]] = {}
+_PICKLED_INPUTS: dict[tuple[str, tuple[str, ...]], bytes] = {}
+
+
+def hidden_cases(check_name: str, salt: str) -> tuple[list, list[CaseMemo]]:
+    key = (check_name, salt)
+    if key not in _HIDDEN_CASES:
+        exercise = find_exercise(check_name)
+        with grading_salt(salt):
+            cases = exercise.make_cases(True)
+        _HIDDEN_CASES[key] = (cases, [CaseMemo(exercise, case) for case in cases])
+    return _HIDDEN_CASES[key]
 
 
 def course_secret(root: Path) -> str:
@@ -192,12 +208,13 @@ class PrepareTrustedTests(NbGraderPreprocessor):
             checks = checks_in(cell.source)
             if not checks:
                 continue   # a test cell without course checks is graded by nbgrader as usual
-            all_cases = []
-            with grading_salt(f"{secret}|{cell_id}"):
-                for check_name, _ in checks:
-                    all_cases.append(find_exercise(check_name).make_cases(True))
-            with open(inputs_path(folder, cell_id), "wb") as f:
-                pickle.dump([[(c.description, c.inputs) for c in cases] for cases in all_cases], f)
+            salt = f"{secret}|{cell_id}"
+            key = (salt, tuple(name for name, _ in checks))
+            if key not in _PICKLED_INPUTS:
+                all_cases = [hidden_cases(check_name, salt)[0] for check_name, _ in checks]
+                _PICKLED_INPUTS[key] = pickle.dumps(
+                    [[(c.description, c.inputs) for c in cases] for cases in all_cases])
+            inputs_path(folder, cell_id).write_bytes(_PICKLED_INPUTS[key])
             prepared[cell_id] = {"source": cell.source, "checks": [name for name, _ in checks]}
             getters = ", ".join(f"({name!r}, lambda: {arg})" for name, arg in checks)
             cell.source = ("# Graded: this cell records what your code returns; the verdict is computed "
@@ -239,9 +256,10 @@ class ApplyTrustedVerdicts(NbGraderPreprocessor):
                 continue
             kernel_outputs = cell.get("outputs", [])
             cell.source = prepared[cell_id]["source"]
-            with grading_salt(f"{secret}|{cell_id}"):
+            salt = f"{secret}|{cell_id}"
+            with grading_salt(salt):
                 cell.outputs = self.verdict(folder, cell_id, prepared[cell_id]["checks"], kernel_outputs,
-                                            definitions)
+                                            definitions, salt)
         shutil.rmtree(folder / GRADING_DIR, ignore_errors=True)
         return nb, resources
 
@@ -256,7 +274,7 @@ class ApplyTrustedVerdicts(NbGraderPreprocessor):
         return json.loads(json_path.read_text()), arrays
 
     def verdict(self, folder: Path, cell_id: str, check_names: list[str], kernel_outputs,
-                definitions: dict[str, ast.AST] | None = None) -> list:
+                definitions: dict[str, ast.AST] | None = None, salt: str = "") -> list:
         try:
             results, arrays = self._load(folder, cell_id)
         except Exception as exc:  # noqa: BLE001 - anything unreadable is the submission's problem
@@ -285,7 +303,7 @@ class ApplyTrustedVerdicts(NbGraderPreprocessor):
             if named:
                 outputs.append(_error_output(from_scratch_report(exercise, named)))
                 continue
-            cases = exercise.make_cases(True)
+            cases, memos = hidden_cases(check_name, salt)
             recorded = entry["outputs"]
 
             def produced(index, case, label, recorded=recorded):
@@ -300,7 +318,7 @@ class ApplyTrustedVerdicts(NbGraderPreprocessor):
                     return Produced(value=None if item["non_array"] == "None" else _Opaque(item["non_array"]))
                 return Produced(value=arrays[item["array"]])
 
-            result = evaluate(exercise, cases, produced)
+            result = evaluate(exercise, cases, produced, memos)
             if isinstance(result, CheckResult):
                 outputs.append(_stdout(result.text()))
             else:

@@ -180,7 +180,7 @@ def bench_grading() -> int:
     """Sequential ``nbgrader autograde`` + ``generate_feedback`` + ``export`` against the parallel grader.
 
     Environment: BENCH_GRADING_COPIES (replicas of each assignment's sample submissions under new
-    student ids, default 2), BENCH_GRADING_WORKERS (default: CPUs), BENCH_GRADING_ASSIGNMENTS
+    student ids, default 1), BENCH_GRADING_WORKERS (default: CPUs), BENCH_GRADING_ASSIGNMENTS
     (comma-separated, default the whole course), BENCH_GRADING_KEEP=1 keeps the temporary course.
     """
     import os
@@ -192,7 +192,7 @@ def bench_grading() -> int:
     from .course import assignments, build_submissions, generate_release, nbgrader, notebooks
     from .parallel import StudentResult, startup_summary
 
-    copies = int(os.environ.get("BENCH_GRADING_COPIES", "2"))
+    copies = int(os.environ.get("BENCH_GRADING_COPIES", "1"))
     workers = int(os.environ.get("BENCH_GRADING_WORKERS", str(os.cpu_count() or 2)))
     names = [n for n in os.environ.get("BENCH_GRADING_ASSIGNMENTS", "").split(",") if n] or assignments(REPO_ROOT)
     if shutil.which("bwrap") is None:

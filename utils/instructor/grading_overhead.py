@@ -7,7 +7,8 @@ Four runs of ``nbgrader autograde`` on one set of sample submissions (solution, 
 the sample mistakes, repeated up to N students) in a temporary course:
 
 * plain      nbgrader's own way: the test cells run the checks inside an unsandboxed kernel;
-* sandbox    the kernel in bubblewrap, verdicts still inside it;
+* sandbox    the kernel in bubblewrap, verdicts still inside it (torch stays importable: the
+             in-kernel checks need it, so from-scratch notebooks lose that protection here);
 * verdicts   verdicts outside the kernel, no sandbox;
 * trusted    both (the course's configuration).
 
@@ -62,7 +63,10 @@ def measure(assignment: str, students: int) -> dict[str, tuple[float, dict[str, 
         shutil.copy(REPO_ROOT / "nbgrader_config.py", root / "nbgrader_config.py")
         generate_release(root, [assignment])
         names = _replicate(root, assignment, students)
+        config = (root / "nbgrader_config.py").read_text()
         for mode, options in MODES.items():
+            extra = "\nc.SandboxedExecute.from_scratch = {}\n" if mode == "sandbox" else ""
+            (root / "nbgrader_config.py").write_text(config + extra)
             start = time.perf_counter()
             nbgrader("autograde", assignment, "--force", *options, root=root, check=False)
             seconds = time.perf_counter() - start
