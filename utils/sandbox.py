@@ -7,14 +7,12 @@ secret), home folders and any other copy of the course are absent; there is no n
 torchvision) cannot be imported. The kernel talks to nbgrader over Unix sockets in a
 private run directory.
 
-``python -m utils.sandbox --cpu S --data BYTES --fsize BYTES -- CMD...`` is the launcher that
-applies the resource limits inside the sandbox and then runs the kernel.
+``utils/sandbox_launch.py`` applies the resource limits inside the sandbox and then runs the kernel.
 """
 from __future__ import annotations
 
 import importlib.util
 import os
-import resource
 import shutil
 import signal
 import sys
@@ -99,8 +97,8 @@ def bwrap_command(kernel_cmd: list[str], *, bwrap: str, student_dir: str, run_di
     args += ["--unsetenv", "JPY_PARENT_PID", "--setenv", "HOME", "/tmp", "--setenv", "MPLCONFIGDIR", "/tmp/matplotlib",
              "--setenv", "IPYTHONDIR", "/tmp/ipython", "--setenv", "PYTHONDONTWRITEBYTECODE", "1",
              "--chdir", student_dir, "--"]
-    launcher = [sys.executable, "-m", "utils.sandbox", "--cpu", str(cpu_seconds), "--data", str(data_bytes),
-                "--fsize", str(file_bytes), "--"]
+    launcher = [sys.executable, "-I", str(PACKAGE_DIR / "sandbox_launch.py"), "--cpu", str(cpu_seconds),
+                "--data", str(data_bytes), "--fsize", str(file_bytes), "--"]
     return args + launcher + kernel_cmd
 
 
@@ -219,22 +217,3 @@ class SandboxedExecute(Execute):
 
 def _error(name: str, message: str) -> NotebookNode:
     return NotebookNode(output_type="error", ename=name, evalue=message, traceback=[f"{name}: {message}"])
-
-
-def _launch(argv: list[str]) -> None:
-    """Apply resource limits, then exec the kernel command (runs inside the sandbox)."""
-    split = argv.index("--")
-    options = dict(zip(argv[:split:2], argv[1:split:2]))
-    cmd = argv[split + 1:]
-    cpu = int(options["--cpu"])
-    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 5))
-    data = int(options["--data"])
-    resource.setrlimit(resource.RLIMIT_DATA, (data, data))
-    fsize = int(options["--fsize"])
-    resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    os.execvp(cmd[0], cmd)
-
-
-if __name__ == "__main__":
-    _launch(sys.argv[1:])

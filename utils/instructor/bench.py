@@ -148,7 +148,7 @@ def bench_deformable() -> int:
 # --------------------------------------------------------------------------- grading a class
 
 def _launcher_seconds(repeat: int = 3) -> tuple[float, float]:
-    """Seconds to run the sandbox's resource-limit launcher (``python -m utils.sandbox ... -- true``)
+    """Seconds to run the sandbox's resource-limit launcher (``utils/sandbox_launch.py ... -- true``)
     and a bare ``python -c pass``: the launcher's own imports are paid by every grading kernel."""
     import subprocess
 
@@ -160,8 +160,8 @@ def _launcher_seconds(repeat: int = 3) -> tuple[float, float]:
             times.append(time.perf_counter() - start)
         return min(times)
 
-    launcher = best([sys.executable, "-m", "utils.sandbox", "--cpu", "60", "--data", str(2**32),
-                     "--fsize", str(2**26), "--", "true"])
+    launcher = best([sys.executable, "-I", str(REPO_ROOT / "utils" / "sandbox_launch.py"), "--cpu", "60",
+                     "--data", str(2**32), "--fsize", str(2**26), "--", "true"])
     return launcher, best([sys.executable, "-c", "pass"])
 
 
@@ -248,7 +248,7 @@ def bench_grading() -> int:
             print(f"    {name:18} kernel start {s['kernel_start']:6.2f} s, before first test "
                   f"{s['before_first_test']:6.2f} s, notebook total {s['total']:6.2f} s ({s['notebooks']:g} notebooks)")
         launcher, bare = _launcher_seconds()
-        print(f"  of each kernel start, the sandbox launcher `python -m utils.sandbox` takes {launcher:.2f} s "
+        print(f"  of each kernel start, the sandbox launcher `utils/sandbox_launch.py` takes {launcher:.2f} s "
               f"(a bare `python -c pass`: {bare:.2f} s)")
         if not same:
             status = 1

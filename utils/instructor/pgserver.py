@@ -121,12 +121,12 @@ class PostgresServer:
         finally:
             conn.close()
 
-    def stop(self) -> None:
+    def stop(self, mode: str = "fast") -> None:
         if (self.data / "postmaster.pid").exists():
-            self._run("pg_ctl", "stop", "-w", "-m", "fast", "-D", str(self.data), check=False)
+            self._run("pg_ctl", "stop", "-w", "-m", mode, "-D", str(self.data), check=False)
 
     def remove(self) -> None:
-        self.stop()
+        self.stop("immediate")   # no checkpoint: the data is deleted anyway
         shutil.rmtree(self.folder, ignore_errors=True)
 
     def __enter__(self) -> "PostgresServer":
