@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import math
 import pickle
-import re
 from pathlib import Path
 
 import nbformat
@@ -19,36 +18,16 @@ from utils.compare import to_numpy
 from utils.feedback import CheckFailure, NotImplementedYet
 from utils.instructor.samples import mistakes_for
 
+from notebook_solutions import NotebookSolutions
+
 NOTEBOOK = Path(__file__).resolve().parents[1] / "source" / "attention" / "attention.ipynb"
 
 
 # --------------------------------------------------------------------------- the notebook's solutions
 
-def _solution_cells() -> dict[str, str]:
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    cells = {}
-    for cell in nb.cells:
-        meta = cell.metadata.get("nbgrader", {})
-        if cell.cell_type == "code" and meta.get("solution"):
-            cells[meta["grade_id"]] = cell.source
-    return cells
-
-
-def _instructor_code(source: str) -> str:
-    """The cell as the instructor wrote it, without the BEGIN/END SOLUTION marker lines."""
-    return "\n".join(line for line in source.splitlines() if "### BEGIN SOLUTION" not in line
-                     and "### END SOLUTION" not in line)
-
-
-def _run_cells(cells: dict[str, str]) -> dict:
-    namespace = {"math": math, "np": np, "torch": torch, "F": F}
-    for source in cells.values():
-        exec(compile(_instructor_code(source), "<solution>", "exec"), namespace)
-    return namespace
-
-
-CELLS = _solution_cells()
-SOLUTIONS = _run_cells(CELLS)
+NB = NotebookSolutions(NOTEBOOK, {"math": math, "np": np, "torch": torch, "F": F})
+CELLS = NB.cells
+SOLUTIONS = NB.run()
 
 
 def _fails(check, fn, *names):
@@ -517,13 +496,7 @@ def test_at_least_three_samples():
 @pytest.mark.parametrize("sample", SAMPLES, ids=[s.student for s in SAMPLES])
 def test_sample_mistake_is_diagnosed(sample):
     assert sample.notebook == NOTEBOOK.stem
-    source = CELLS[sample.cell]
-    body = re.search(r"### BEGIN SOLUTION\n(.*?)### END SOLUTION", source, re.S).group(1)
-    for old, new in sample.replace:
-        assert body.count(old) == 1, f"{old!r} must occur exactly once in the solution of {sample.cell}"
-        body = body.replace(old, new)
-        source = source.replace(old, new)
-    namespace = _run_cells({**CELLS, sample.cell: source})
+    namespace = NB.run(NB.apply(sample))
     with pytest.raises(CheckFailure) as info:
         getattr(A, f"check_{sample.cell}")(namespace[sample.cell])
     assert sample.diagnosis in str(info.value)

@@ -8,10 +8,8 @@ utils/instructor/samples/cnn_architectures.py must apply to the notebook and be 
 """
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
-import nbformat
 import numpy as np
 import pytest
 import torch
@@ -22,45 +20,20 @@ from utils import cnn_architectures as ca
 from utils.feedback import CheckFailure, NotImplementedYet
 from utils.instructor.samples.cnn_architectures import MISTAKES as SAMPLES
 
+from notebook_solutions import NotebookSolutions
+
 NOTEBOOK = Path(__file__).resolve().parents[1] / "source" / "cnn" / "cnn_architectures.ipynb"
-_BLOCK = re.compile(r"^[ \t]*### BEGIN SOLUTION[ \t]*\n(.*?)^[ \t]*### END SOLUTION[ \t]*\n?", re.S | re.M)
 ORDER = ["LeNet5", "VGGBlock", "BasicBlock", "AlexNet", "SEBlock", "SEResNet18", "CNNClassifier",
          "block_gradient_norms"]
+NB = NotebookSolutions(NOTEBOOK, {"np": np, "torch": torch, "nn": nn, "F": F})
+CELLS = NB.cells
+SOL = NB.run({name: CELLS[name] for name in ORDER})
 
 
-def _cells() -> dict[str, str]:
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    return {c.metadata["nbgrader"]["grade_id"]: c.source for c in nb.cells
-            if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("solution")}
-
-
-CELLS = _cells()
-
-
-def _namespace() -> dict:
-    return {"np": np, "torch": torch, "nn": nn, "F": F}
-
-
-def _solutions() -> dict:
-    namespace = _namespace()
-    for name in ORDER:
-        exec(CELLS[name], namespace)   # noqa: S102 - our own notebook
-    return namespace
-
-
-SOL = _solutions()
-
-
-def mutate(name: str, *pairs: tuple[str, str]):
-    """The object ``name`` from its solution cell with exact text replacements inside the solution blocks."""
-    code = CELLS[name]
-    solution_text = "".join(_BLOCK.findall(code))
-    for old, new in pairs:
-        assert solution_text.count(old) >= 1, f"{old!r} not in the solution of {name}"
-        code = code.replace(old, new)
-    namespace = dict(SOL)
-    exec(code, namespace)   # noqa: S102
-    return namespace[name]
+def mutate(name: str, *pairs: tuple[str, str], once: bool = False):
+    """The object ``name`` from its solution cell with exact text replacements inside the solution blocks,
+    run among all the solutions."""
+    return NB.mutate(name, *pairs, once=once, namespace=SOL)
 
 
 def check(name: str):
@@ -530,10 +503,7 @@ def test_forward_stub_is_not_implemented_yet():
 @pytest.mark.parametrize("sample", SAMPLES, ids=[s.student for s in SAMPLES])
 def test_sample_mistakes_apply_and_are_diagnosed(sample):
     assert sample.notebook == "cnn_architectures" and sample.student.startswith("cnn_")
-    solution_text = "".join(_BLOCK.findall(CELLS[sample.cell]))
-    for old, _ in sample.replace:
-        assert solution_text.count(old) == 1, old
-    student = mutate(sample.cell, *sample.replace)
+    student = mutate(sample.cell, *sample.replace, once=True)
     fails_with(sample.cell, student, sample.diagnosis)
 
 

@@ -8,7 +8,6 @@ The test executes the notebook's code cells that define the data, the solution f
 """
 from __future__ import annotations
 
-import re
 import time
 from pathlib import Path
 
@@ -16,15 +15,16 @@ import nbformat
 import numpy as np
 import torch
 
+from utils.instructor.course import solution_code
+
 NOTEBOOK = Path(__file__).resolve().parents[1] / "source" / "cnn" / "cnn_pipeline.ipynb"
-_MARKERS = re.compile(r"^[ \t]*### (BEGIN|END) SOLUTION[ \t]*\n?", re.M)
 CELLS = ["imports", "build_transforms", "split_train_val", "load_data", "CustomCNN", "CustomCNNwithBN",
          "make_criterion_and_optimizer", "topk_accuracy", "train_one_epoch", "evaluate", "experiment_definitions"]
 
 
 def notebook_namespace() -> dict:
     nb = nbformat.read(NOTEBOOK, as_version=4)
-    code = {c.metadata["nbgrader"]["grade_id"]: _MARKERS.sub("", c.source)
+    code = {c.metadata["nbgrader"]["grade_id"]: solution_code(c.source)
             for c in nb.cells if c.cell_type == "code"}
     namespace: dict = {}
     for name in CELLS:

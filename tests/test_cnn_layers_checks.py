@@ -8,7 +8,6 @@ utils/instructor/samples/cnn_layers.py must apply to the notebook and be diagnos
 from __future__ import annotations
 
 import copy
-import re
 from pathlib import Path
 
 import nbformat
@@ -20,8 +19,9 @@ from utils import cnn_layers as cl
 from utils.feedback import CheckFailure, NotImplementedYet
 from utils.instructor.samples.cnn_layers import MISTAKES as SAMPLES
 
+from notebook_solutions import NotebookSolutions
+
 NOTEBOOK = Path(__file__).resolve().parents[1] / "source" / "cnn" / "cnn_layers.ipynb"
-_BLOCK = re.compile(r"^[ \t]*### BEGIN SOLUTION[ \t]*\n(.*?)^[ \t]*### END SOLUTION[ \t]*\n?", re.S | re.M)
 
 FUNCTIONS = ["conv2d_forward", "conv2d_backward", "maxpool2d_forward", "maxpool2d_backward",
              "avgpool2d_forward", "avgpool2d_backward", "global_avg_pool_forward", "global_avg_pool_backward",
@@ -29,29 +29,8 @@ FUNCTIONS = ["conv2d_forward", "conv2d_backward", "maxpool2d_forward", "maxpool2
              "batchnorm_backward", "softmax_cross_entropy", "numerical_gradient"]
 ANSWERS = ["size_answers", "param_answers", "rf_answers", "hand_answers"]
 
-
-def solution_cells() -> dict[str, str]:
-    """grade_id -> the instructor's code of each solution cell (marker lines removed)."""
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    return {c.metadata["nbgrader"]["grade_id"]: _BLOCK.sub(lambda m: m.group(1), c.source)
-            for c in nb.cells if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("solution")}
-
-
-CELLS = solution_cells()
-
-
-def build(name: str, code: str | None = None):
-    namespace = {"np": np}
-    exec(code if code is not None else CELLS[name], namespace)   # noqa: S102 - our own notebook
-    return namespace[name]
-
-
-def mutate(name: str, *pairs: tuple[str, str]):
-    code = CELLS[name]
-    for old, new in pairs:
-        assert old in code, f"{old!r} not in the solution of {name}"
-        code = code.replace(old, new)
-    return build(name, code)
+NB = NotebookSolutions(NOTEBOOK, {"np": np})
+CELLS, build, mutate = NB.cells, NB.build, NB.mutate
 
 
 def check(name: str):
@@ -409,9 +388,7 @@ def test_wrong_return_kind_is_explained():
 
 
 def _solution_answers(name):
-    namespace = {}
-    exec(CELLS[name], namespace)   # noqa: S102
-    return namespace[name]
+    return build(name, namespace={})
 
 
 QUESTIONS = {"size_answers": cl.SIZE_QUESTIONS, "param_answers": cl.PARAM_QUESTIONS, "rf_answers": cl.RF_QUESTIONS,
@@ -482,13 +459,7 @@ def test_notebook_cells_are_the_checked_ones():
 @pytest.mark.parametrize("sample", SAMPLES, ids=[s.student for s in SAMPLES])
 def test_sample_mistake_applies_and_is_diagnosed(sample):
     assert sample.student.startswith("cnn_") and sample.notebook == "cnn_layers"
-    code = CELLS[sample.cell]
-    for old, new in sample.replace:
-        assert code.count(old) == 1, old
-        code = code.replace(old, new)
-    namespace = {"np": np}
-    exec(code, namespace)   # noqa: S102
-    text = failure(sample.cell, namespace[sample.cell])
+    text = failure(sample.cell, mutate(sample.cell, *sample.replace, once=True))
     assert sample.diagnosis in text, text
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import pickle
 import random
-import re
 from pathlib import Path
 
 import nbformat
@@ -30,38 +29,17 @@ from utils.feedback import CheckFailure, CheckResult, NotImplementedYet
 from utils.instructor.samples.cnn_pipeline import MISTAKES as SAMPLES
 from utils.seeding import grading_salt
 
+from notebook_solutions import NotebookSolutions
+
 NOTEBOOK = Path(__file__).resolve().parents[1] / "source" / "cnn" / "cnn_pipeline.ipynb"
-_BLOCK = re.compile(r"^[ \t]*### BEGIN SOLUTION[ \t]*\n(.*?)^[ \t]*### END SOLUTION[ \t]*\n?", re.S | re.M)
 
 FUNCTIONS = ["build_transforms", "split_train_val", "CustomCNN", "CustomCNNwithBN", "make_criterion_and_optimizer",
              "topk_accuracy", "train_one_epoch", "evaluate"]
 MODELS = ("CustomCNN", "CustomCNNwithBN")
 BASE = {"np": np, "torch": torch, "nn": nn, "F": F, "optim": optim, "transforms": transforms,
         "DataLoader": DataLoader, "Dataset": Dataset, "random_split": random_split}
-
-
-def solution_cells() -> dict[str, str]:
-    """grade_id -> the code of each solution cell with the instructor's solution (marker lines removed)."""
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    return {c.metadata["nbgrader"]["grade_id"]: _BLOCK.sub(lambda m: m.group(1), c.source)
-            for c in nb.cells if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("solution")}
-
-
-CELLS = solution_cells()
-
-
-def build(name: str, code: str | None = None):
-    namespace = dict(BASE)
-    exec(code if code is not None else CELLS[name], namespace)   # noqa: S102 - our own notebook
-    return namespace[name]
-
-
-def mutate(name: str, *pairs: tuple[str, str]):
-    code = CELLS[name]
-    for old, new in pairs:
-        assert old in code, f"{old!r} not in the solution of {name}"
-        code = code.replace(old, new)
-    return build(name, code)
+NB = NotebookSolutions(NOTEBOOK, BASE)
+CELLS, build, mutate = NB.cells, NB.build, NB.mutate
 
 
 def check(name: str):
@@ -402,11 +380,7 @@ def test_notebook_cells_are_the_checked_ones():
 @pytest.mark.parametrize("sample", SAMPLES, ids=[s.student for s in SAMPLES])
 def test_sample_mistake_applies_and_is_diagnosed(sample):
     assert sample.student.startswith("cnn_pipeline_") and sample.notebook == "cnn_pipeline"
-    code = CELLS[sample.cell]
-    for old, new in sample.replace:
-        assert code.count(old) == 1, old
-        code = code.replace(old, new)
-    student = build(sample.cell, code)
+    student = mutate(sample.cell, *sample.replace, once=True)
     text = failure(sample.cell, student, hidden=True)
     assert sample.diagnosis in text, text
     others = [n for n in FUNCTIONS if n != sample.cell]

@@ -510,55 +510,16 @@ def positions_no_dilation(delta, kernel_size, stride=1, padding=0, dilation=1):
 
 # ---------------------------------------------------------------- deform_conv2d
 
-def deform_swap_yx(a_l, delta, mask, weight, stride=1, padding=0, dilation=1):
-    """The seed loop with Δx read from channel 2k and Δy from 2k+1."""
-    N, C_in, H, W = a_l.shape
-    C_out, _, K_h, K_w = weight.shape
-    H_out = conv_output_size_seed(H, K_h, stride, padding, dilation)
-    W_out = conv_output_size_seed(W, K_w, stride, padding, dilation)
-    out = np.zeros((N, C_out, H_out, W_out))
-    for n in range(N):
-        for c_out in range(C_out):
-            for h_out in range(H_out):
-                for w_out in range(W_out):
-                    for kh in range(K_h):
-                        for kw in range(K_w):
-                            k = kh * K_w + kw
-                            dx = delta[n, 2 * k, h_out, w_out]
-                            dy = delta[n, 2 * k + 1, h_out, w_out]
-                            sy = h_out * stride - padding + kh * dilation + dy
-                            sx = w_out * stride - padding + kw * dilation + dx
-                            for c_in in range(C_in):
-                                out[n, c_out, h_out, w_out] += (weight[c_out, c_in, kh, kw] * mask[n, k, h_out, w_out]
-                                                                * bilinear_seed(a_l[n, c_in], sy, sx))
-    return out
-
-
-def deform_mask_ignored(a_l, delta, mask, weight, stride=1, padding=0, dilation=1):
-    """The seed loop without m_k."""
-    N, C_in, H, W = a_l.shape
-    C_out, _, K_h, K_w = weight.shape
-    H_out = conv_output_size_seed(H, K_h, stride, padding, dilation)
-    W_out = conv_output_size_seed(W, K_w, stride, padding, dilation)
-    out = np.zeros((N, C_out, H_out, W_out))
-    for n in range(N):
-        for c_out in range(C_out):
-            for h_out in range(H_out):
-                for w_out in range(W_out):
-                    for kh in range(K_h):
-                        for kw in range(K_w):
-                            k = kh * K_w + kw
-                            sy = h_out * stride - padding + kh * dilation + delta[n, 2 * k, h_out, w_out]
-                            sx = w_out * stride - padding + kw * dilation + delta[n, 2 * k + 1, h_out, w_out]
-                            for c_in in range(C_in):
-                                out[n, c_out, h_out, w_out] += weight[c_out, c_in, kh, kw] * bilinear_seed(
-                                    a_l[n, c_in], sy, sx)
-    return out
-
-
 def _deform_with(conv_output_size=conv_output_size_seed, sampling_positions=positions_seed,
-                 bilinear_interpolate=bilinear_seed):
-    return deform_from(conv_output_size, sampling_positions, bilinear_interpolate)
+                 bilinear_interpolate=bilinear_seed, use_mask=True, name="deform_conv2d"):
+    """The seed-style parts composed by ``deform_from``, one of them wrong."""
+    fn = deform_from(conv_output_size, sampling_positions, bilinear_interpolate, use_mask)
+    fn.__name__ = name
+    return fn
+
+
+deform_swap_yx = _deform_with(sampling_positions=positions_swap_yx, name="deform_swap_yx")   # Δx from 2k, Δy 2k+1
+deform_mask_ignored = _deform_with(use_mask=False, name="deform_mask_ignored")               # without m_k
 
 
 # (check, student, distinctive substring of the Mistake.name the check must report)

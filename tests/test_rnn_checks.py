@@ -3,10 +3,8 @@ reports stubs as not implemented, leaves the global RNGs alone; the sample mista
 from __future__ import annotations
 
 import math
-import re
 from pathlib import Path
 
-import nbformat
 import numpy as np
 import pytest
 import torch
@@ -17,32 +15,20 @@ from utils import rnn as R
 from utils.feedback import CheckFailure, NotImplementedYet
 from utils.instructor.samples import mistakes_for
 
+from notebook_solutions import NotebookSolutions
+
 NOTEBOOK = Path(__file__).resolve().parents[1] / "source" / "rnn" / "rnn.ipynb"
 CHECKS = {name: getattr(R, f"check_{name}") for name in R.EXERCISES}
 
 
 # --------------------------------------------------------------------------- the notebook's solutions
 
-def _solution_cells():
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    return {c.metadata["nbgrader"]["grade_id"]: c.source for c in nb.cells
-            if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("solution")}
-
-
-def _solution_region(source: str) -> str:
-    return "\n".join(re.findall(r"### BEGIN SOLUTION\n(.*?)### END SOLUTION", source, flags=re.S))
-
-
-def _exec_solutions(cells: dict[str, str]) -> dict:
-    namespace = {"torch": torch, "nn": nn, "F": F, "np": np}
-    for source in cells.values():
-        exec(compile(source, "<solution>", "exec"), namespace)
-    return namespace
+NB = NotebookSolutions(NOTEBOOK, {"torch": torch, "nn": nn, "F": F, "np": np})
 
 
 @pytest.fixture(scope="module")
 def sol():
-    return _exec_solutions(_solution_cells())
+    return NB.run()
 
 
 def _mistake_name(function: str, keyword: str) -> str:
@@ -510,18 +496,13 @@ def test_checks_leave_global_rng_alone(sol):
 # --------------------------------------------------------------------------- sample mistakes
 
 def test_samples_apply_and_are_diagnosed(capsys):
-    cells = _solution_cells()
     samples = mistakes_for("rnn")
     assert len(samples) >= 3
     assert len({s.student for s in samples}) == len(samples)
     for sample in samples:
         assert sample.student.startswith("rnn_") and sample.notebook == NOTEBOOK.stem
-        assert sample.cell in cells, sample.cell
-        mutated = dict(cells)
-        for old, new in sample.replace:
-            assert _solution_region(mutated[sample.cell]).count(old) == 1, (sample.student, old)
-            mutated[sample.cell] = mutated[sample.cell].replace(old, new)
-        namespace = _exec_solutions(mutated)
+        assert sample.cell in NB.cells, sample.cell
+        namespace = NB.run(NB.apply(sample))
         _fails_with(sample.cell, namespace[sample.cell], sample.diagnosis)
         for other in CHECKS:   # the mistake costs that exercise's points only
             if other != sample.cell:

@@ -2,9 +2,7 @@
 "not implemented yet", the global RNGs are untouched, and every sample mistake is diagnosed."""
 from __future__ import annotations
 
-import json
 import math
-import re
 from collections import OrderedDict
 from pathlib import Path
 
@@ -18,6 +16,8 @@ from utils import vit
 from utils.feedback import CheckFailure, NotImplementedYet
 from utils.instructor.samples import mistakes_for
 
+from notebook_solutions import NotebookSolutions
+
 NOTEBOOK = Path(__file__).resolve().parents[1] / "source" / "vit" / "vit.ipynb"
 CHECKS = {"patchify": vit.check_patchify, "patch_embed_linear": vit.check_patch_embed_linear,
           "patch_embed_conv": vit.check_patch_embed_conv, "embed_tokens": vit.check_embed_tokens,
@@ -27,39 +27,12 @@ CHECKS = {"patchify": vit.check_patchify, "patch_embed_linear": vit.check_patch_
 
 # --------------------------------------------------------------------------- the notebook's solutions
 
-def _cells():
-    return json.loads(NOTEBOOK.read_text())["cells"]
-
-
-def _solution_code(source: str) -> str:
-    """The instructor code of a solution cell (markers removed)."""
-    return source.replace("### BEGIN SOLUTION", "").replace("### END SOLUTION", "")
-
-
-def _solution_region(source: str) -> str:
-    return "\n".join(re.findall(r"### BEGIN SOLUTION(.*?)### END SOLUTION", source, flags=re.S))
-
-
-def _namespace(replace_cell: str | None = None, replacements=()) -> dict:
-    """Run the imports cell and every solution code cell; optionally edit one cell first."""
-    namespace: dict = {}
-    for cell in _cells():
-        meta = cell["metadata"].get("nbgrader", {})
-        if cell["cell_type"] != "code" or not (meta.get("grade_id") == "imports" or meta.get("solution")):
-            continue
-        source = "".join(cell["source"])
-        if meta["grade_id"] == replace_cell:
-            for old, new in replacements:   # applied one after the other, as utils.instructor.course does
-                assert old in _solution_region(source), f"{old!r} not in the solution of {replace_cell}"
-                assert source.count(old) == 1, f"{old!r} must occur exactly once in {replace_cell}"
-                source = source.replace(old, new)
-        exec(compile(_solution_code(source), f"<{meta['grade_id']}>", "exec"), namespace)
-    return namespace
+NB = NotebookSolutions(NOTEBOOK, imports=True)   # the imports cell, then every solution code cell
 
 
 @pytest.fixture(scope="module")
 def solutions():
-    return _namespace()
+    return NB.run()
 
 
 def _failure(check, fn) -> str:
@@ -542,7 +515,7 @@ def test_there_are_samples():
 @pytest.mark.parametrize("sample", SAMPLES, ids=[s.student for s in SAMPLES])
 def test_sample_mistake_is_diagnosed(sample):
     assert sample.notebook == "vit"
-    namespace = _namespace(sample.cell, sample.replace)
+    namespace = NB.run(NB.apply(sample))
     with pytest.raises(CheckFailure) as info:
         CHECKS[sample.cell](namespace[sample.cell], hidden=True)
     assert sample.diagnosis in str(info.value)
