@@ -80,11 +80,12 @@ def bwrap_command(kernel_cmd: list[str], *, bwrap: str, student_dir: str, run_di
                   blocked_modules: list[str], notebook: str, cpu_seconds: int, data_bytes: int,
                   file_bytes: int) -> list[str]:
     student_dir, run_dir = (str(Path(p).resolve()) for p in (student_dir, run_dir))
-    args = [bwrap, "--die-with-parent", "--new-session", "--unshare-all", "--cap-drop", "ALL"]
+    args = [bwrap, "--die-with-parent", "--new-session", "--unshare-all", "--cap-drop", "ALL",
+            "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
+    # After the empty /tmp: the environment or the course may themselves live under /tmp.
     for path in visible_dirs():
         args += ["--ro-bind", path, path]
     args += _system_links()
-    args += ["--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
     args += ["--bind", student_dir, student_dir, "--bind", run_dir, run_dir]
     for name, folder in zip(blocked_modules, module_dirs(blocked_modules)):
         stub = Path(run_dir) / f"blocked_{name}.py"
