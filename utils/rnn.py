@@ -470,9 +470,8 @@ def _forward_call(fn, inputs):
     return np.concatenate(parts)
 
 
-def torch_rnn_logits(inputs) -> np.ndarray:
-    """Logits of torch.nn.RNN (tanh) + torch.nn.Linear loaded with the case's weights, float64."""
-    p = inputs["params"]
+def _loaded_torch_rnn(p: dict):
+    """torch.nn.RNN (tanh) + torch.nn.Linear in float64, holding the weights ``p`` of a case."""
     H, V = p["W_xh"].shape
     rnn, head = _torch_rnn_modules(V, H)
     rnn, head = rnn.double(), head.double()
@@ -482,6 +481,13 @@ def torch_rnn_logits(inputs) -> np.ndarray:
             getattr(rnn, name).copy_(_t(value))
         head.weight.copy_(_t(p["W_hy"]))
         head.bias.copy_(_t(p["b_y"]))
+    return rnn, head
+
+
+def torch_rnn_logits(inputs) -> np.ndarray:
+    """Logits of torch.nn.RNN (tanh) + torch.nn.Linear loaded with the case's weights, float64."""
+    rnn, head = _loaded_torch_rnn(inputs["params"])
+    with torch.no_grad():
         out, _ = rnn(_t(inputs["inputs"])[:, None, :], _t(inputs["h0"])[None, None, :])
         return head(out[:, 0]).numpy()
 
@@ -639,16 +645,7 @@ def _grad_call(fn, inputs):
 
 def torch_rnn_gradients(inputs) -> np.ndarray:
     """Gradients of F.cross_entropy through torch.nn.RNN + nn.Linear, flattened in PARAM_NAMES order."""
-    p = inputs["params"]
-    H, V = p["W_xh"].shape
-    rnn, head = _torch_rnn_modules(V, H)
-    rnn, head = rnn.double(), head.double()
-    with torch.no_grad():
-        for name, value in (("weight_ih_l0", p["W_xh"]), ("weight_hh_l0", p["W_hh"]),
-                            ("bias_ih_l0", p["b_xh"]), ("bias_hh_l0", p["b_hh"])):
-            getattr(rnn, name).copy_(_t(value))
-        head.weight.copy_(_t(p["W_hy"]))
-        head.bias.copy_(_t(p["b_y"]))
+    rnn, head = _loaded_torch_rnn(inputs["params"])
     out, _ = rnn(_t(inputs["inputs"])[:, None, :], _t(inputs["h0"])[None, None, :])
     loss = F.cross_entropy(head(out[:, 0]), torch.as_tensor(inputs["targets"]))
     loss.backward()
