@@ -13,7 +13,6 @@ import argparse
 import contextlib
 import importlib
 import io
-import re
 import sys
 import time
 from pathlib import Path
@@ -21,10 +20,9 @@ from typing import Callable
 
 import nbformat
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
-GOAL_SECONDS = 5.0   # the goal for one check_* call, visible or hidden
+from .course import REPO_ROOT, solution_code
 
-_MARKER_LINE = re.compile(r"^[ \t]*### (BEGIN|END) SOLUTION[ \t]*$")
+GOAL_SECONDS = 5.0   # the goal for one check_* call, visible or hidden
 
 
 class BenchmarkUnavailable(Exception):
@@ -32,19 +30,16 @@ class BenchmarkUnavailable(Exception):
 
 
 def solution_cells(notebook: Path) -> dict[str, str]:
-    """grade_id -> code of each solution *code* cell of a source notebook, marker lines removed.
+    """grade_id -> instructor code of each solution *code* cell of a source notebook, in notebook order.
 
-    Cells with ``nbgrader.solution`` true, in notebook order; the lines ``### BEGIN SOLUTION`` and
-    ``### END SOLUTION`` are dropped and the instructor code between them kept. Written answers
-    (markdown solution cells) are not code and are left out.
+    Written answers (markdown solution cells) are not code and are left out.
     """
     nb = nbformat.read(notebook, as_version=4)
     cells = {}
     for cell in nb.cells:
         meta = cell.metadata.get("nbgrader", {})
         if cell.cell_type == "code" and meta.get("solution"):
-            lines = [line for line in cell.source.splitlines() if not _MARKER_LINE.match(line)]
-            cells[meta.get("grade_id", f"cell_{len(cells)}")] = "\n".join(lines) + "\n"
+            cells[meta.get("grade_id", f"cell_{len(cells)}")] = solution_code(cell.source)
     return cells
 
 
