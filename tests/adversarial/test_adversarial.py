@@ -5,18 +5,17 @@ submission gets full marks in the same batch, and regrading gives identical scor
 """
 from __future__ import annotations
 
-import re
 import shutil
 import sqlite3
 import threading
 import time
-from html import unescape
 from pathlib import Path
 
 import pytest
 from nbgrader.api import Gradebook
 
 from utils.instructor.course import REPO_ROOT, generate_release, nbgrader
+from utils.instructor.demo import db_url, feedback_text
 
 from . import submissions as subs
 
@@ -25,18 +24,13 @@ LIMITS = ["--SandboxedExecute.timeout=20", "--SandboxedExecute.memory_limit_mb=2
           "--SandboxedExecute.cpu_time_limit=300"]
 
 
-def _db_url(root: Path) -> str:
-    return f"sqlite:///{root / 'gradebook.db'}?timeout=60"
-
-
 def _scores(root: Path) -> dict[str, float]:
-    with Gradebook(_db_url(root)) as gb:
+    with Gradebook(db_url(root)) as gb:
         return {s.student.id: float(s.code_score) for s in gb.assignment_submissions(subs.ASSIGNMENT)}
 
 
 def _feedback(root: Path, student: str) -> str:
-    texts = [p.read_text() for p in (root / "feedback" / student / subs.ASSIGNMENT).glob("*.html")]
-    return unescape(re.sub(r"<[^>]+>", " ", "\n".join(texts)))
+    return feedback_text(root, student, subs.ASSIGNMENT)
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +55,7 @@ def test_batch_grades_every_submission(batch):
 
 def test_honest_submissions_get_full_marks(batch):
     root, expectations, scores, _, _ = batch
-    with Gradebook(_db_url(root)) as gb:
+    with Gradebook(db_url(root)) as gb:
         best = float(gb.find_assignment(subs.ASSIGNMENT).max_code_score)
     for student in subs.HONEST:
         assert scores[student] == best, f"{student}: {scores[student]} of {best}"
