@@ -1,6 +1,8 @@
 """The grading sandbox: what a kernel inside it can see, and that it starts wherever the course lives."""
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -61,3 +63,168 @@ def test_no_network(tmp_path):
                                "try:\n    s.connect(('1.1.1.1', 80)); print('connected')\n"
                                "except OSError as e:\n    print('refused', e)\n")
     assert "refused" in proc.stdout and "connected" not in proc.stdout
+
+
+# --------------------------------------------------------------------------- warm kernels (utils/zygote.py)
+
+@pytest.fixture(scope="module")
+def warm_course(tmp_path_factory):
+    """Two students' folders under one autograded root, and a zygote that may reach both."""
+    from utils.zygote import KernelZygote
+    root = tmp_path_factory.mktemp("warm")
+    for student in ("alice", "bob"):
+        (root / "autograded" / student / "hw").mkdir(parents=True)
+    (root / "autograded" / "bob" / "hw" / "answers.txt").write_text("bob's answers")
+    (root / "runs").mkdir()
+    zygote = KernelZygote(bwrap=shutil.which("bwrap"), notebook="hw.ipynb", blocked_modules=["torch"],
+                          preload=["ipykernel.kernelapp", "numpy"],
+                          writable=[str(root / "autograded"), str(root / "runs")], run_base=str(root / "runs"))
+    yield root, zygote
+    zygote.close()
+
+
+class WarmKernel:
+    """A kernel forked by the zygote for one student, and a client that runs code in it."""
+
+    def __init__(self, zygote, root, student: str, cpu_seconds: int = 60, run_base=None):
+        import tempfile
+        from jupyter_client import BlockingKernelClient
+        from jupyter_client.connect import write_connection_file
+        self.folder = root / "autograded" / student / "hw"
+        self.run_dir = tempfile.mkdtemp(dir=run_base or root / "runs")
+        connection = f"{self.run_dir}/kernel.json"
+        write_connection_file(connection, transport="ipc", ip=f"{self.run_dir}/kernel")
+        self.process = zygote.spawn(["-f", connection], env=dict(os.environ), cwd=str(self.folder),
+                                    keep=[str(self.folder), self.run_dir],
+                                    limits={"cpu": cpu_seconds, "data": 4 * 2**30, "fsize": 2**26})
+        self.client = BlockingKernelClient()
+        self.client.load_connection_file(connection)
+        self.client.start_channels()
+        self.client.wait_for_ready(timeout=60)
+
+    def run(self, code: str) -> str:
+        out = []
+
+        def hook(msg):
+            if msg["msg_type"] == "stream":
+                out.append(msg["content"]["text"])
+            elif msg["msg_type"] == "error":
+                out.append(f"{msg['content']['ename']}: {msg['content']['evalue']}")
+        self.client.execute_interactive(code, output_hook=hook, timeout=60)
+        return "".join(out)
+
+    def close(self) -> None:
+        try:
+            self.client.shutdown()
+            self.process.wait(timeout=30)
+        finally:
+            self.client.stop_channels()
+
+
+def test_a_warm_kernel_sees_only_its_own_student_folder(warm_course):
+    root, zygote = warm_course
+    kernel = WarmKernel(zygote, root, "alice")
+    try:
+        seen = json.loads(kernel.run(
+            "import json, os\n"
+            f"root = {str(root)!r}\n"
+            "open('answer.txt', 'w').write('alice')\n"
+            "def writable(path):\n"
+            "    try:\n        open(path, 'w').close(); return True\n    except OSError:\n        return False\n"
+            "print(json.dumps({'students': os.listdir(os.path.join(root, 'autograded')),\n"
+            "    'bob': os.path.exists(os.path.join(root, 'autograded', 'bob', 'hw', 'answers.txt')),\n"
+            "    'runs': os.listdir(os.path.join(root, 'runs')), 'tmp': os.listdir('/tmp'),\n"
+            f"    'course': os.path.exists({str(REPO_ROOT / 'source')!r}), 'home': os.path.expanduser('~'),\n"
+            "    'root_writable': writable('/planted'), 'dev_writable': writable('/dev/planted'),\n"
+            "    'cwd': os.getcwd()}))\n"))
+    finally:
+        kernel.close()
+    assert seen["students"] == ["alice"] and seen["bob"] is False
+    assert seen["runs"] == [os.path.basename(kernel.run_dir)]
+    assert seen["course"] is False and seen["home"] == "/tmp"
+    assert seen["root_writable"] is False and seen["dev_writable"] is False
+    assert seen["cwd"] == str(kernel.folder)
+    assert (kernel.folder / "answer.txt").read_text() == "alice"
+
+
+def test_a_warm_kernel_has_no_capabilities_and_cannot_read_the_zygote(warm_course):
+    root, zygote = warm_course
+    kernel = WarmKernel(zygote, root, "alice")
+    try:
+        status = kernel.run("print(open('/proc/self/status').read())")
+        # its control pipe would be /proc/<zygote>/fd/0 or 1; memory and environment also refused
+        parent = kernel.run(
+            "import os\n"
+            "zygote = f'/proc/{os.getppid()}'\n"
+            "for name in ('environ', 'mem', 'fd/0', 'fd/1', 'fd/3', 'fd/4'):\n"
+            "    try:\n        open(f'{zygote}/{name}', 'rb').close(); print(name, 'readable')\n"
+            "    except FileNotFoundError:\n        print(name, 'absent')\n"
+            "    except OSError as e:\n        print(name, 'denied', e.errno)\n")
+        imported = kernel.run("import torch")
+    finally:
+        kernel.close()
+    caps = dict(line.split(":\t") for line in status.splitlines() if line.startswith(("Cap", "NoNewPrivs")))
+    assert {k: caps[k].strip() for k in ("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb")} == \
+        dict.fromkeys(("CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb"), "0000000000000000")
+    assert caps["NoNewPrivs"].strip() == "1"
+    assert "readable" not in parent and parent.count("denied") >= 4, parent
+    assert "graded from scratch" in imported and "hw.ipynb" in imported
+
+
+def test_what_a_warm_kernel_leaves_behind_is_gone_before_the_next(warm_course):
+    root, zygote = warm_course
+    first = WarmKernel(zygote, root, "alice")
+    try:
+        first.run("import subprocess\n"
+                  "subprocess.Popen(['sleep', '600'], start_new_session=True)\n"
+                  "open('/tmp/planted', 'w').write('x'); open('/dev/shm/planted', 'w').write('x')\n")
+    finally:
+        first.close()
+    second = WarmKernel(zygote, root, "bob")
+    try:
+        seen = json.loads(second.run(
+            "import json, os\n"
+            "commands = [open(f'/proc/{p}/cmdline', 'rb').read().split(b'\\0')[0].decode()\n"
+            "            for p in os.listdir('/proc') if p.isdigit()]\n"
+            "print(json.dumps({'sleep': 'sleep' in commands, 'tmp': os.path.exists('/tmp/planted'),\n"
+            "                  'shm': os.listdir('/dev/shm')}))\n"))
+    finally:
+        second.close()
+    assert seen == {"sleep": False, "tmp": False, "shm": []}
+
+
+def test_a_warm_kernel_over_its_cpu_limit_is_stopped(warm_course):
+    root, zygote = warm_course
+    kernel = WarmKernel(zygote, root, "alice", cpu_seconds=1)
+    try:
+        kernel.client.execute("while True: pass")
+        assert kernel.process.wait(timeout=60) == -signal.SIGXCPU
+    finally:
+        kernel.client.stop_channels()
+
+
+def test_a_kernel_that_stops_its_zygote_costs_the_next_student_nothing(tmp_path):
+    """A kernel can signal its zygote (same user); a zygote that stops answering is replaced."""
+    from utils.zygote import ZygotePool
+    for student in ("alice", "bob"):
+        (tmp_path / "autograded" / student / "hw").mkdir(parents=True)
+    pool = ZygotePool()
+    settings = dict(bwrap=shutil.which("bwrap"), notebook="hw.ipynb", blocked_modules=[],
+                    preload=["ipykernel.kernelapp"], hidden_root=str(tmp_path / "autograded"))
+    try:
+        first = pool.get(**settings)
+        first.reply_timeout = 2
+        kernel = WarmKernel(first, tmp_path, "alice", run_base=pool.run_base)
+        kernel.client.execute("import os, signal; os.kill(os.getppid(), signal.SIGSTOP)")
+        assert kernel.process.wait(timeout=30) == -signal.SIGKILL   # poll timed out: zygote and kernel killed
+        kernel.client.stop_channels()
+        assert not first.alive()
+        second = pool.get(**settings)
+        assert second is not first and second.alive()
+        kernel = WarmKernel(second, tmp_path, "bob", run_base=pool.run_base)
+        try:
+            assert kernel.run("print(6 * 7)").strip() == "42"
+        finally:
+            kernel.close()
+    finally:
+        pool.close()

@@ -29,16 +29,53 @@ PACKAGE_DIR = Path(__file__).resolve().parent
 
 
 class SandboxedKernelManager(AsyncKernelManager):
-    """Starts the kernel inside bubblewrap; the settings are given by :class:`SandboxedExecute`."""
+    """Starts the kernel inside bubblewrap; the settings are given by :class:`SandboxedExecute`.
+
+    With a ``zygote`` (warm kernels), the kernel is forked by it instead of started by bwrap.
+    """
 
     sandbox_settings: dict = {}
+    zygote = None
+    on_warm_start = None   # called when the zygote has forked the kernel
 
     def format_kernel_cmd(self, extra_arguments=None):
         cmd = super().format_kernel_cmd(extra_arguments)
         s = self.sandbox_settings
         if not s:
             return cmd
+        if self.zygote is not None and ipykernel_arguments(cmd) is not None:
+            return cmd
+        self.zygote = None
         return bwrap_command(cmd, **s)
+
+    async def _async_launch_kernel(self, kernel_cmd, **kw):
+        if self.zygote is None:
+            return await super()._async_launch_kernel(kernel_cmd, **kw)
+        from .zygote import ZygoteError
+        s = self.sandbox_settings
+        try:
+            process = self.zygote.spawn(
+                ipykernel_arguments(kernel_cmd), env=kw.get("env") or dict(os.environ), cwd=s["student_dir"],
+                keep=[s["student_dir"], s["run_dir"]],
+                limits={"cpu": s["cpu_seconds"], "data": s["data_bytes"], "fsize": s["file_bytes"]})
+        except ZygoteError as exc:
+            self.log.warning("Warm kernel failed to start (%s); starting a new kernel.", exc)
+            self.zygote = None
+            return await super()._async_launch_kernel(bwrap_command(kernel_cmd, **s), **kw)
+        if self.on_warm_start is not None:
+            self.on_warm_start()
+        provisioner = self.provisioner
+        provisioner.process, provisioner.pid, provisioner.pgid = process, process.pid, None
+        provisioner.cwd = s["student_dir"]
+        self._reconcile_connection_info(provisioner.connection_info)
+
+
+def ipykernel_arguments(cmd: list[str]) -> list[str] | None:
+    """The arguments of ``<python> -m ipykernel_launcher ARGS`` (this interpreter), else None."""
+    if len(cmd) >= 3 and cmd[1:3] == ["-m", "ipykernel_launcher"] and \
+            os.path.realpath(shutil.which(cmd[0]) or cmd[0]) == os.path.realpath(sys.executable):
+        return cmd[3:]
+    return None
 
 
 def module_dirs(names: list[str]) -> list[Path]:
@@ -76,28 +113,52 @@ def _system_links() -> list[str]:
     return args
 
 
-def bwrap_command(kernel_cmd: list[str], *, bwrap: str, student_dir: str, run_dir: str,
-                  blocked_modules: list[str], notebook: str, cpu_seconds: int, data_bytes: int,
-                  file_bytes: int) -> list[str]:
-    student_dir, run_dir = (str(Path(p).resolve()) for p in (student_dir, run_dir))
-    args = [bwrap, "--die-with-parent", "--new-session", "--unshare-all", "--cap-drop", "ALL",
+# The kernel's environment inside the sandbox; JPY_PARENT_PID is removed because in the new PID
+# namespace the kernel's parent is bwrap's init, which ipykernel would take for "parent exited"
+# (--die-with-parent already ends the kernel with nbgrader).
+KERNEL_ENV = {"HOME": "/tmp", "MPLCONFIGDIR": "/tmp/matplotlib", "IPYTHONDIR": "/tmp/ipython",
+              "PYTHONDONTWRITEBYTECODE": "1"}
+KERNEL_ENV_REMOVED = ("JPY_PARENT_PID",)
+
+
+def kernel_env(env: dict[str, str]) -> dict[str, str]:
+    """``env`` as the sandboxed kernel sees it."""
+    out = {k: v for k, v in env.items() if k not in KERNEL_ENV_REMOVED}
+    out.update(KERNEL_ENV)
+    return out
+
+
+def sandbox_args(bwrap: str, writable: list[str], blocked_modules: list[str], notebook: str,
+                 stub_dir: str) -> list[str]:
+    """bubblewrap options shared by a single kernel's sandbox and a kernel zygote's."""
+    args = [bwrap, "--die-with-parent", "--new-session", "--unshare-all",
             "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]
     # After the empty /tmp: the environment or the course may themselves live under /tmp.
     for path in visible_dirs():
         args += ["--ro-bind", path, path]
     args += _system_links()
-    args += ["--bind", student_dir, student_dir, "--bind", run_dir, run_dir]
+    for path in writable:
+        path = str(Path(path).resolve())
+        args += ["--bind", path, path]
     for name, folder in zip(blocked_modules, module_dirs(blocked_modules)):
-        stub = Path(run_dir) / f"blocked_{name}.py"
+        stub = Path(stub_dir) / f"blocked_{name}.py"
         stub.write_text(
             f"raise ImportError({name!r} + ' is not available while grading {notebook}: this notebook is "
             f"graded from scratch, so it must not use ' + {name!r} + ' (NumPy only).')\n")
         args += ["--tmpfs", str(folder), "--ro-bind", str(stub), str(folder / "__init__.py")]
-    # In the new PID namespace the kernel's parent is bwrap's init (PID 1), which ipykernel would take
-    # for "parent exited"; --die-with-parent already ends the kernel with nbgrader.
-    args += ["--unsetenv", "JPY_PARENT_PID", "--setenv", "HOME", "/tmp", "--setenv", "MPLCONFIGDIR", "/tmp/matplotlib",
-             "--setenv", "IPYTHONDIR", "/tmp/ipython", "--setenv", "PYTHONDONTWRITEBYTECODE", "1",
-             "--chdir", student_dir, "--"]
+    for key in KERNEL_ENV_REMOVED:
+        args += ["--unsetenv", key]
+    for key, value in KERNEL_ENV.items():
+        args += ["--setenv", key, value]
+    return args
+
+
+def bwrap_command(kernel_cmd: list[str], *, bwrap: str, student_dir: str, run_dir: str,
+                  blocked_modules: list[str], notebook: str, cpu_seconds: int, data_bytes: int,
+                  file_bytes: int) -> list[str]:
+    student_dir = str(Path(student_dir).resolve())
+    args = sandbox_args(bwrap, [student_dir, run_dir], blocked_modules, notebook, run_dir)
+    args += ["--cap-drop", "ALL", "--chdir", student_dir, "--"]
     launcher = [sys.executable, "-I", str(PACKAGE_DIR / "sandbox_launch.py"), "--cpu", str(cpu_seconds),
                 "--data", str(data_bytes), "--fsize", str(file_bytes), "--"]
     return args + launcher + kernel_cmd
@@ -112,6 +173,9 @@ class SandboxedExecute(Execute):
     memory_limit_mb = Integer(6144, help="Heap memory (RLIMIT_DATA) of a grading kernel, MiB.").tag(config=True)
     file_size_limit_mb = Integer(256, help="Largest file a grading kernel may write, MiB.").tag(config=True)
     cell_output_limit_kb = Integer(512, help="Output kept per cell, KiB; the rest is dropped.").tag(config=True)
+    warm_kernels = Bool(False, help="Fork each kernel from a sandboxed process that has already imported the "
+                        "notebook's libraries (utils/zygote.py), instead of starting a new one; the "
+                        "parallel grader turns this on.").tag(config=True)
     from_scratch = Dict(
         key_trait=Unicode(), value_trait=List(Unicode()),
         help="'<assignment>/<notebook>' -> modules the grading kernel cannot import there.").tag(config=True)
@@ -129,11 +193,20 @@ class SandboxedExecute(Execute):
     def preprocess(self, nb, resources=None, km=None):
         self._dead_message = ""
         self._output_bytes: dict[int, int] = {}
-        self._run_dir = tempfile.mkdtemp(prefix="course-kernel-")
+        self._nb_being_graded = nb
+        self.kernel_was_warm = False
+        if self.sandbox and self.warm_kernels:
+            from .zygote import POOL
+            self._run_dir = POOL.run_dir()
+        else:
+            self._run_dir = tempfile.mkdtemp(prefix="course-kernel-")
         try:
             return super().preprocess(nb, resources, km)
         finally:
             shutil.rmtree(self._run_dir, ignore_errors=True)
+            if self.warm_kernels:
+                self.log.info("Kernel for %s was %s.", self.resources.get("nbgrader", {}).get("notebook", "?"),
+                              "forked by a warm zygote" if self.kernel_was_warm else "started anew")
 
     def create_kernel_manager(self):
         km = super().create_kernel_manager()
@@ -154,7 +227,22 @@ class SandboxedExecute(Execute):
                 notebook=f"{info.get('notebook', 'this notebook')}.ipynb",
                 cpu_seconds=self.cpu_time_limit, data_bytes=self.memory_limit_mb * 2**20,
                 file_bytes=self.file_size_limit_mb * 2**20)
+            if self.warm_kernels:
+                km.zygote = self._zygote(km.sandbox_settings, notebook_key)
+                km.on_warm_start = lambda: setattr(self, "kernel_was_warm", True)
         return km
+
+    def _zygote(self, settings: dict, notebook_key: str):
+        """The warm zygote for this notebook, or None (then bwrap starts the kernel as usual)."""
+        from .zygote import POOL, ZygoteError, preload_modules
+        try:
+            return POOL.get(bwrap=settings["bwrap"], notebook=settings["notebook"],
+                            blocked_modules=settings["blocked_modules"],
+                            preload=preload_modules(self._nb_being_graded, settings["blocked_modules"]),
+                            hidden_root=str(Path(settings["student_dir"]).resolve().parents[1]))
+        except (ZygoteError, OSError) as exc:
+            self.log.warning("Warm kernel unavailable for %s (%s); starting a new kernel.", notebook_key, exc)
+            return None
 
     def preprocess_cell(self, cell, resources, index):
         if cell.cell_type != "code":

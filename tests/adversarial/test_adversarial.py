@@ -1,7 +1,9 @@
 """Grading that cannot be fooled: tricks, crashes and malformed files in one nbgrader batch.
 
 Every trick earns no point that the plain wrong submission does not earn, every honest
-submission gets full marks in the same batch, and regrading gives identical scores.
+submission gets full marks in the same batch, and regrading gives identical scores. The batch
+runs twice: with a new kernel per notebook (nbgrader's way) and with warm kernels forked from a
+zygote (``SandboxedExecute.warm_kernels``, what the parallel grader uses).
 """
 from __future__ import annotations
 
@@ -22,6 +24,13 @@ from . import submissions as subs
 # Short limits keep the batch fast; the course's own limits are in nbgrader_config.py.
 LIMITS = ["--SandboxedExecute.timeout=20", "--SandboxedExecute.memory_limit_mb=2048",
           "--SandboxedExecute.cpu_time_limit=300"]
+KERNELS = {"new kernels": [], "warm kernels": ["--SandboxedExecute.warm_kernels=True"]}
+_GRADING_ARGS: dict[Path, list[str]] = {}   # course root -> the options its batch was graded with
+
+
+def _autograde(root: Path, *args: str, check: bool = True):
+    return nbgrader("autograde", subs.ASSIGNMENT, "--force", *args, *_GRADING_ARGS[root], root=root,
+                    check=check, timeout=1500)
 
 
 def _scores(root: Path) -> dict[str, float]:
@@ -33,15 +42,16 @@ def _feedback(root: Path, student: str) -> str:
     return feedback_text(root, student, subs.ASSIGNMENT)
 
 
-@pytest.fixture(scope="module")
-def batch(tmp_path_factory):
+@pytest.fixture(scope="module", params=list(KERNELS))
+def batch(request, tmp_path_factory):
     root = tmp_path_factory.mktemp("course")
+    _GRADING_ARGS[root] = LIMITS + KERNELS[request.param]
     shutil.copytree(REPO_ROOT / "source" / subs.ASSIGNMENT, root / "source" / subs.ASSIGNMENT)
     shutil.copy(REPO_ROOT / "nbgrader_config.py", root / "nbgrader_config.py")
     generate_release(root, [subs.ASSIGNMENT])
     expectations = subs.build(root)
     start = time.perf_counter()
-    proc = nbgrader("autograde", subs.ASSIGNMENT, "--force", *LIMITS, root=root, check=False, timeout=1500)
+    proc = _autograde(root, check=False)
     seconds = time.perf_counter() - start
     nbgrader("generate_feedback", subs.ASSIGNMENT, "--force", root=root, check=False)
     return root, expectations, _scores(root), proc, seconds
@@ -51,6 +61,9 @@ def test_batch_grades_every_submission(batch):
     root, expectations, scores, proc, _ = batch
     missing = sorted(set(expectations) - set(scores))
     assert not missing, f"not graded: {missing}\n" + (proc.stdout + proc.stderr)[-3000:]
+    if "--SandboxedExecute.warm_kernels=True" in _GRADING_ARGS[root]:
+        log = proc.stdout + proc.stderr
+        assert "was forked by a warm zygote" in log and "was started anew" not in log, log[-3000:]
 
 
 def test_honest_submissions_get_full_marks(batch):
@@ -116,7 +129,7 @@ def test_regrading_gives_identical_scores(batch):
     root, _, scores, _, _ = batch
     again = ["honest", subs.PLAIN_WRONG, "trick_hardcoded_visible", "honest_edited_metadata"]
     for student in again:
-        nbgrader("autograde", subs.ASSIGNMENT, "--force", f"--student={student}", *LIMITS, root=root)
+        _autograde(root, f"--student={student}")
     rescored = _scores(root)
     assert {s: rescored[s] for s in again} == {s: scores[s] for s in again}
 
@@ -136,7 +149,7 @@ def test_busy_gradebook_waits_instead_of_aborting(batch):
     thread = threading.Thread(target=hold_lock)
     thread.start()
     held.wait(10)
-    proc = nbgrader("autograde", subs.ASSIGNMENT, "--force", "--student=honest", *LIMITS, root=root, check=False)
+    proc = _autograde(root, "--student=honest", check=False)
     thread.join()
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-2000:]
     assert _scores(root)["honest"] == scores["honest"]

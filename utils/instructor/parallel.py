@@ -7,6 +7,7 @@
         [--student GLOB[,GLOB]]  only these students (glob patterns, like nbgrader's --student)
         [--db-url URL]           gradebook (default: nbgrader_config.py), e.g. postgresql://user@host/db
         [--root DIR]             course root (default: the current folder, like nbgrader)
+        [--cold-kernels]         start every kernel anew, as nbgrader does (default: warm kernels)
         [--no-feedback] [--no-export] [--to grades.csv] [--timings FILE.json]
 
 Run it from the course root, as nbgrader. For each assignment it does what
@@ -18,6 +19,10 @@ are those of the sequential commands. What changes:
 * students are split into shards; each shard is one Dask task, graded **in-process** by a
   long-lived worker that has loaded nbgrader, the course configuration and the trusted
   grader (torch references) once, so start-up is paid once per worker, not per student;
+* each worker forks the students' kernels from a warm, sandboxed zygote per notebook that has
+  imported the notebook's libraries once (``c.SandboxedExecute.warm_kernels``, utils/zygote.py):
+  every notebook still gets its own kernel process and its own view of the file system, but
+  not its own torch import;
 * a student whose submission breaks grading is retried once for a locked database, then
   reported at the end, and never stops the batch (nbgrader itself aborts on some errors);
 * the gradebook is prepared before the shards start (tables, course, students), so concurrent
@@ -55,7 +60,8 @@ class StudentResult:
     seconds: float
     error: str = ""
     attempts: int = 1
-    # per notebook: {"notebook", "kernel_start", "before_first_test", "total"} in seconds
+    # per notebook: {"notebook", "kernel_start", "before_first_test", "total"} in seconds, and
+    # "warm": whether a zygote forked its kernel
     notebooks: list[dict] = field(default_factory=list)
     worker: str = ""          # host:pid of the worker process
     started: float = 0.0      # wall clock (time.time()) when grading this student began and ended
@@ -64,7 +70,7 @@ class StudentResult:
 
 # --------------------------------------------------------------------------- worker side
 
-_APPS: dict = {}   # (root, db_url) -> (autograde app, feedback app), one per worker process
+_APPS: dict = {}   # (root, db_url, warm) -> (autograde app, feedback app), one per worker process
 _TIMINGS: list[dict] = []
 
 
@@ -104,7 +110,8 @@ def _install_timing_probe() -> None:
             first_cell = p["first_cell"] or end
             first_test = p["first_test"] or end
             _TIMINGS.append({"notebook": p["notebook"], "kernel_start": first_cell - p["start"],
-                             "before_first_test": first_test - p["start"], "total": end - p["start"]})
+                             "before_first_test": first_test - p["start"], "total": end - p["start"],
+                             "warm": bool(getattr(self, "kernel_was_warm", False))})
 
     def timed_preprocess_cell(self, cell, resources, index):
         p = getattr(self, "_probe", None)
@@ -127,9 +134,9 @@ def _config_argv(db_url: str | None, log_level: str = "ERROR") -> list[str]:
     return [f"--log-level={log_level}"] + ([f"--CourseDirectory.db_url={db_url}"] if db_url else [])
 
 
-def _apps(root: str, db_url: str | None):
+def _apps(root: str, db_url: str | None, warm_kernels: bool = True):
     """nbgrader's autograde and generate_feedback apps, configured as on the command line, cached."""
-    key = (root, db_url)
+    key = (root, db_url, warm_kernels)
     if key not in _APPS:
         from nbgrader.apps import AutogradeApp, GenerateFeedbackApp
         os.chdir(root)   # nbgrader reads nbgrader_config.py from the working directory
@@ -138,7 +145,7 @@ def _apps(root: str, db_url: str | None):
         apps = []
         for cls in (AutogradeApp, GenerateFeedbackApp):
             app = cls()
-            app.initialize(_config_argv(db_url))
+            app.initialize(_config_argv(db_url) + [f"--SandboxedExecute.warm_kernels={warm_kernels}"])
             apps.append(app)
         _install_timing_probe()
         _APPS[key] = tuple(apps)
@@ -178,10 +185,10 @@ def _summary(messages: list[str]) -> str:
 
 
 def grade_shard(root: str, assignment: str, students: list[str], db_url: str | None = None,
-                feedback: bool = True, retries: int = 1) -> list[dict]:
+                feedback: bool = True, retries: int = 1, warm_kernels: bool = True) -> list[dict]:
     """Autograde (and generate feedback for) ``students`` of ``assignment`` in this process."""
     from nbgrader.converters import Autograde, GenerateFeedback
-    autograde_app, feedback_app = _apps(root, db_url)
+    autograde_app, feedback_app = _apps(root, db_url, warm_kernels)
     cwd = os.getcwd()
     worker = f"{os.uname().nodename}:{os.getpid()}"
     results = []
@@ -297,7 +304,7 @@ def start_client(workers: int | None, scheduler: str | None, quiet: bool = True)
 def grade(root: Path, assignments: list[str], *, workers: int | None = None, scheduler: str | None = None,
           shard_size: int | None = None, students: list[str] | None = None, db_url: str | None = None,
           feedback: bool = True, export_to: str | None = "grades.csv", progress: bool = True,
-          client=None) -> list[StudentResult]:
+          warm_kernels: bool = True, client=None) -> list[StudentResult]:
     """Grade ``assignments`` of the course at ``root`` on Dask; returns one result per student."""
     from distributed import as_completed
     root = Path(root).resolve()
@@ -317,7 +324,7 @@ def grade(root: Path, assignments: list[str], *, workers: int | None = None, sch
         for assignment, names in jobs.items():
             for part in shard(names, size):
                 future = client.submit(grade_shard, str(root), assignment, part, db_url, feedback,
-                                       pure=False, retries=0)
+                                       warm_kernels=warm_kernels, pure=False, retries=0)
                 futures[future] = (assignment, part)
         bar = None
         if progress:
@@ -357,6 +364,7 @@ def startup_summary(results: list[StudentResult]) -> dict[str, dict[str, float]]
         if rows:
             out[assignment] = {key: sum(nb[key] for nb in rows) / len(rows)
                                for key in ("kernel_start", "before_first_test", "total")}
+            out[assignment]["warm"] = sum(bool(nb.get("warm")) for nb in rows)
             out[assignment]["notebooks"] = len(rows)
     return out
 
@@ -369,7 +377,7 @@ def report(results: list[StudentResult], seconds: float, out=sys.stdout) -> int:
     for assignment, s in startup_summary(results).items():
         print(f"  {assignment}: per notebook {s['kernel_start']:.2f} s to start the kernel, "
               f"{s['before_first_test']:.2f} s before the first test, {s['total']:.2f} s in all "
-              f"({s['notebooks']:g} notebooks)", file=out)
+              f"({s['notebooks']:g} notebooks, {s['warm']:g} with a warm kernel)", file=out)
     if failed:
         print(f"\n{len(failed)} submission(s) could not be graded:", file=out)
         for r in failed:
@@ -392,6 +400,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--student", default=None, help="comma-separated glob patterns of student ids")
     parser.add_argument("--db-url", default=None, help="gradebook URL (default: CourseDirectory.db_url)")
     parser.add_argument("--root", default=".", help="course root (default: current folder)")
+    parser.add_argument("--cold-kernels", action="store_true",
+                        help="start every grading kernel anew, as nbgrader does, instead of forking it "
+                             "from a warm zygote")
     parser.add_argument("--no-feedback", action="store_true", help="skip generate_feedback")
     parser.add_argument("--no-export", action="store_true", help="skip the CSV export")
     parser.add_argument("--to", default="grades.csv", help="CSV file of the export (default grades.csv)")
@@ -406,7 +417,8 @@ def main(argv: list[str] | None = None) -> int:
                     shard_size=args.shard_size,
                     students=[p for p in (args.student or "").split(",") if p] or None,
                     db_url=args.db_url, feedback=not args.no_feedback,
-                    export_to=None if args.no_export else args.to, progress=not args.quiet)
+                    export_to=None if args.no_export else args.to, progress=not args.quiet,
+                    warm_kernels=not args.cold_kernels)
     seconds = time.perf_counter() - start
     if args.timings:
         Path(args.timings).write_text(json.dumps([asdict(r) for r in results], indent=1))

@@ -1,0 +1,233 @@
+"""Warm grading kernels: fork each notebook's kernel from a sandboxed process that imported its libraries once.
+
+nbgrader starts a new kernel for every notebook, and the kernel then imports numpy, torch,
+matplotlib and the course's checks again: 1.5 to 3.5 s per notebook on a 2-core machine, paid
+for every student. With ``c.SandboxedExecute.warm_kernels = True`` (the parallel grader turns
+it on), a :class:`KernelZygote` per notebook does those imports once, inside the same bubblewrap
+sandbox as a kernel, and forks a fresh, isolated kernel for each student
+(``utils/zygote_server.py`` says how the child is isolated).
+
+What a zygote imports is read from the notebook's locked cells (restored from the source
+version before grading), so a kernel gets nothing its notebook does not import itself, and
+never a library that a from-scratch notebook must not use.
+"""
+from __future__ import annotations
+
+import ast
+import atexit
+import json
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+from collections import OrderedDict
+from pathlib import Path
+
+from .sandbox import PACKAGE_DIR, kernel_env, sandbox_args
+
+KEEP_MOUNTPOINT = "/.keep"
+START_TIMEOUT = 120.0        # seconds until the zygote has done its imports
+REPLY_TIMEOUT = 15.0         # seconds for any other reply; a zygote that stops answering is killed
+MAX_ZYGOTES = 3              # live zygotes per grading process (one per notebook being graded)
+
+
+class ZygoteError(RuntimeError):
+    pass
+
+
+def locked_imports(nb) -> list[str]:
+    """Absolute modules imported by the notebook's locked (instructor) code cells, in order."""
+    found: list[str] = []
+    for cell in nb.cells:
+        meta = cell.get("metadata", {}).get("nbgrader", {})
+        if cell.cell_type != "code" or not meta.get("locked") or meta.get("solution"):
+            continue
+        try:
+            tree = ast.parse(cell.source)
+        except SyntaxError:
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+                names = [node.module]
+            else:
+                continue
+            found += [n for n in names if n not in found]
+    return found
+
+
+def preload_modules(nb, blocked_modules: list[str]) -> list[str]:
+    """What a zygote imports for this notebook: ipykernel, then the locked cells' imports."""
+    blocked = tuple(blocked_modules)
+    wanted = ["ipykernel.kernelapp"] + locked_imports(nb)
+    return [m for m in wanted if m.split(".")[0] not in blocked]
+
+
+class ZygoteKernelProcess:
+    """The forked kernel, with the part of ``subprocess.Popen`` that jupyter_client uses."""
+
+    stdin = stdout = stderr = None
+
+    def __init__(self, zygote: "KernelZygote", pid: int):
+        self.zygote, self.pid, self.returncode = zygote, pid, None
+
+    def poll(self):
+        if self.returncode is None:
+            try:
+                self.returncode = self.zygote.request(op="poll", pid=self.pid)["returncode"]
+            except ZygoteError:
+                self.returncode = -signal.SIGKILL   # the zygote's death kills its kernels
+        return self.returncode
+
+    def wait(self, timeout=None):
+        import time
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.poll() is None:
+            if deadline is not None and time.monotonic() > deadline:
+                raise subprocess.TimeoutExpired(f"kernel {self.pid}", timeout)
+            time.sleep(0.02)
+        return self.returncode
+
+    def send_signal(self, signum: int) -> None:
+        if self.poll() is None:
+            try:
+                self.zygote.request(op="signal", pid=self.pid, signal=int(signum))
+            except ZygoteError:
+                self.returncode = -signal.SIGKILL
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def terminate(self) -> None:
+        self.send_signal(signal.SIGTERM)
+
+
+class KernelZygote:
+    """One sandboxed zygote process (``utils/zygote_server.py``) and its control pipe."""
+
+    def __init__(self, *, bwrap: str, notebook: str, blocked_modules: list[str], preload: list[str],
+                 writable: list[str], run_base: str, reply_timeout: float = REPLY_TIMEOUT):
+        self.writable = [str(Path(p).resolve()) for p in writable]
+        self.reply_timeout = reply_timeout
+        self.run_base = run_base
+        stub_dir = tempfile.mkdtemp(prefix="zygote-", dir=run_base)
+        args = sandbox_args(bwrap, self.writable, blocked_modules, notebook, stub_dir)
+        # The zygote keeps the two capabilities its children need to build their own mount view;
+        # each child drops them (and every other) before it runs the kernel.
+        args += ["--unshare-user", "--cap-drop", "ALL", "--cap-add", "CAP_SYS_ADMIN", "--cap-add", "CAP_SETPCAP",
+                 "--dir", KEEP_MOUNTPOINT, "--remount-ro", "/dev", "--remount-ro", "/", "--chdir", "/", "--"]
+        config = {"preload": preload}
+        cmd = args + [sys.executable, str(PACKAGE_DIR / "zygote_server.py"), json.dumps(config)]
+        self.lock = threading.Lock()
+        self.process = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                        env=kernel_env(dict(os.environ)))
+        ready = self._read(START_TIMEOUT)
+        if not ready.get("ready"):
+            self.close()
+            raise ZygoteError(f"the kernel zygote did not start: {ready}")
+        self.failed_imports = ready.get("failed", {})
+
+    def _read(self, timeout: float | None = None) -> dict:
+        timeout = self.reply_timeout if timeout is None else timeout
+        stream = self.process.stdout
+        ready, _, _ = select.select([stream], [], [], timeout)
+        line = stream.readline() if ready else ""
+        if not line:
+            code = self.process.poll()
+            if code is None:
+                # stopped or stuck (a kernel can signal it): never wait on it again
+                self.process.kill()
+            raise ZygoteError("the kernel zygote " + ("stopped" if code is not None else
+                                                      f"did not answer within {timeout:g} s")
+                              + (f" (exit status {code})" if code is not None else ""))
+        return json.loads(line)
+
+    def request(self, **message) -> dict:
+        with self.lock:
+            if not self.alive():
+                raise ZygoteError(f"the kernel zygote has stopped (exit status {self.process.poll()})")
+            try:
+                self.process.stdin.write(json.dumps(message) + "\n")
+                self.process.stdin.flush()
+            except (BrokenPipeError, ValueError) as exc:
+                raise ZygoteError(f"the kernel zygote has stopped ({exc})") from None
+            reply = self._read()
+        if "error" in reply:
+            raise ZygoteError(reply["error"])
+        return reply
+
+    def alive(self) -> bool:
+        return self.process.poll() is None
+
+    def spawn(self, argv: list[str], *, env: dict[str, str], cwd: str, keep: list[str], limits: dict
+              ) -> ZygoteKernelProcess:
+        """Fork a kernel running ``python -m ipykernel_launcher *argv`` that sees only ``keep``."""
+        keep = [str(Path(p).resolve()) for p in keep]
+        reply = self.request(op="spawn", argv=list(argv), env=kernel_env(env), cwd=str(Path(cwd).resolve()),
+                             keep=keep, hide=self.writable, limits=limits)
+        return ZygoteKernelProcess(self, int(reply["pid"]))
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+        for stream in (self.process.stdin, self.process.stdout):
+            try:
+                stream.close()
+            except Exception:  # noqa: BLE001
+                pass
+
+
+class ZygotePool:
+    """The live zygotes of this grading process, one per (notebook, imports, blocked libraries)."""
+
+    def __init__(self):
+        self.zygotes: OrderedDict[tuple, KernelZygote] = OrderedDict()
+        self.run_base = ""
+        self.lock = threading.Lock()
+
+    def run_dir(self) -> str:
+        """A fresh run folder under the folder every zygote hides from its kernels."""
+        if not self.run_base or not os.path.isdir(self.run_base):
+            self.run_base = tempfile.mkdtemp(prefix="course-zygotes-")
+        return tempfile.mkdtemp(prefix="course-kernel-", dir=self.run_base)
+
+    def get(self, *, bwrap: str, notebook: str, blocked_modules: list[str], preload: list[str],
+            hidden_root: str) -> KernelZygote:
+        key = (notebook, tuple(blocked_modules), tuple(preload), str(Path(hidden_root).resolve()))
+        with self.lock:
+            zygote = self.zygotes.pop(key, None)
+            if zygote is not None and not zygote.alive():
+                zygote.close()
+                zygote = None
+            if zygote is None:
+                self.run_dir()
+                zygote = KernelZygote(bwrap=bwrap, notebook=notebook, blocked_modules=blocked_modules,
+                                      preload=preload, writable=[hidden_root, self.run_base],
+                                      run_base=self.run_base)
+            self.zygotes[key] = zygote
+            while len(self.zygotes) > MAX_ZYGOTES:
+                _, oldest = self.zygotes.popitem(last=False)
+                oldest.close()
+            return zygote
+
+    def close(self) -> None:
+        with self.lock:
+            for zygote in self.zygotes.values():
+                zygote.close()
+            self.zygotes.clear()
+            if self.run_base:
+                shutil.rmtree(self.run_base, ignore_errors=True)
+                self.run_base = ""
+
+
+POOL = ZygotePool()
+atexit.register(POOL.close)

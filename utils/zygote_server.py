@@ -1,0 +1,231 @@
+"""Inside the grading sandbox: a warm process that forks a fresh kernel for each notebook.
+
+    python zygote_server.py CONFIG_JSON        (started by :class:`utils.zygote.KernelZygote`)
+
+A grading kernel spends most of its start-up importing libraries (torch alone takes about 2 s
+on a 2-core machine), and nbgrader starts a new kernel for every notebook. This process imports
+the notebook's own imports once, then, for each notebook, forks a child that
+
+1. enters private mount, IPC, network and UTS namespaces;
+2. hides every folder it was given (the autograded root, the run folders), mounts empty
+   ``/tmp`` and ``/dev/shm``, and binds back only this student's folder and run folder;
+3. drops every capability for good (empty bounding set, no-new-privileges, locked securebits);
+4. applies the CPU, memory and file-size limits, and runs ``ipykernel_launcher``.
+
+So each notebook still gets its own process and its own view of the file system, as a kernel
+started by bubblewrap does. The zygote itself never runs student code, cannot be traced by its
+children (it is not dumpable), and kills everything a finished kernel left behind before it
+forks the next one.
+
+Control protocol: one JSON object per line on stdin, one reply per line on stdout.
+``{"op": "spawn", ...}`` -> ``{"pid": N}``; ``{"op": "poll", "pid": N}`` -> ``{"returncode": R}``
+(``None`` while running, ``-signal`` or the exit status, as ``subprocess.Popen``);
+``{"op": "signal", "pid": N, "signal": S}`` -> ``{}``. Errors come back as ``{"error": "..."}``.
+
+Standard library only until the preload, which is what the kernels would import anyway.
+"""
+import ctypes
+import importlib
+import json
+import os
+import resource
+import signal
+import sys
+import traceback
+
+_libc = ctypes.CDLL(None, use_errno=True)
+
+CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWNET = 0x00020000, 0x04000000, 0x08000000, 0x40000000
+MS_NOSUID, MS_NODEV, MS_BIND, MS_REC, MS_PRIVATE = 2, 4, 4096, 16384, 1 << 18
+MNT_DETACH = 2
+PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_CAPBSET_DROP = 1, 4, 24
+PR_SET_SECUREBITS, PR_SET_NO_NEW_PRIVS, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL = 28, 38, 47, 4
+# SECBIT_NOROOT, NO_SETUID_FIXUP, KEEP_CAPS_LOCKED, NO_CAP_AMBIENT_RAISE and their locks: uid 0
+# inside the sandbox gains no capability from exec.
+SECUREBITS_LOCKED_DOWN = 0x01 | 0x02 | 0x04 | 0x08 | 0x20 | 0x40 | 0x80
+KEEP = "/.keep"
+
+
+def _check(result: int, what: str) -> None:
+    if result != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, f"{what}: {os.strerror(err)}")
+
+
+def _mount(source, target, fstype, flags, data=None) -> None:
+    enc = (lambda s: None if s is None else s.encode())
+    _check(_libc.mount(enc(source), enc(target), enc(fstype), ctypes.c_ulong(flags), enc(data)),
+           f"mount {target}")
+
+
+def _under(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
+
+
+def isolate(keep: list[str], hide: list[str]) -> None:
+    """A private file-system view: ``hide`` and /tmp emptied, only ``keep`` bound back."""
+    _check(_libc.unshare(CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWNET | CLONE_NEWUTS), "unshare")
+    _mount(None, "/", None, MS_REC | MS_PRIVATE)
+    _mount("tmpfs", KEEP, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0700")
+    for index, folder in enumerate(keep):
+        os.mkdir(f"{KEEP}/{index}")
+        _mount(folder, f"{KEEP}/{index}", None, MS_BIND | MS_REC)
+    _mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV)
+    _mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV)
+    for folder in hide:
+        if not _under(folder, "/tmp") and os.path.isdir(folder):
+            _mount("tmpfs", folder, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755")
+    for index, folder in enumerate(keep):
+        os.makedirs(folder, exist_ok=True)
+        _mount(f"{KEEP}/{index}", folder, None, MS_BIND | MS_REC)
+    _check(_libc.umount2(KEEP.encode(), MNT_DETACH), f"umount {KEEP}")
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
+                ("inheritable", ctypes.c_uint32)]
+
+
+def drop_privileges() -> None:
+    """No capability now or after any exec: what bubblewrap's ``--cap-drop ALL`` gives a kernel."""
+    _check(_libc.prctl(PR_SET_SECUREBITS, ctypes.c_ulong(SECUREBITS_LOCKED_DOWN), 0, 0, 0), "securebits")
+    for cap in range(64):
+        if _libc.prctl(PR_CAPBSET_DROP, ctypes.c_ulong(cap), 0, 0, 0) != 0:
+            break   # EINVAL past the last capability this kernel knows
+    _libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
+    _check(_libc.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
+    header, data = _CapHeader(0x20080522, 0), (_CapData * 2)()
+    _check(_libc.capset(ctypes.byref(header), data), "capset")
+
+
+def _set_limits(limits: dict) -> None:
+    cpu = int(limits["cpu"])
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 5))
+    resource.setrlimit(resource.RLIMIT_DATA, (int(limits["data"]),) * 2)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (int(limits["fsize"]),) * 2)
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+def run_kernel(request: dict, control_fds: tuple[int, ...]) -> None:
+    """In the forked child: isolate, drop privileges, and become ``python -m ipykernel_launcher``."""
+    try:
+        _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        for fd in control_fds:
+            os.close(fd)
+        null = os.open("/dev/null", os.O_RDONLY)
+        if null != 0:
+            os.dup2(null, 0)
+            os.close(null)
+        isolate(request["keep"], request["hide"])
+        drop_privileges()
+        _libc.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)
+        _set_limits(request["limits"])
+        os.environ.clear()
+        os.environ.update(request["env"])
+        os.chdir(request["cwd"])
+        sys.path[0:0] = [os.getcwd()]   # what `python -m` puts first
+        import runpy
+        sys.argv = ["ipykernel_launcher", *request["argv"]]
+        runpy.run_module("ipykernel_launcher", run_name="__main__", alter_sys=True)
+        code = 0
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except BaseException:  # noqa: BLE001 - report and end this child only
+        traceback.print_exc()
+        code = 1
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
+def _others_alive() -> list[int]:
+    me = os.getpid()
+    return [int(name) for name in os.listdir("/proc") if name.isdigit() and int(name) not in (1, me)]
+
+
+def reap_leftovers(children: dict) -> None:
+    """Kill what earlier kernels left running (daemons, forks) before the next kernel starts."""
+    for _ in range(100):
+        alive = _others_alive()
+        if not alive:
+            break
+        try:
+            os.kill(-1, signal.SIGKILL)   # every process of this sandbox except this one and its init
+        except ProcessLookupError:
+            pass
+        for pid in list(children):
+            _poll(children, pid)
+        try:
+            while os.waitpid(-1, os.WNOHANG)[0] > 0:
+                pass
+        except ChildProcessError:
+            pass
+
+
+def _poll(children: dict, pid: int):
+    if children.get(pid) is None:
+        try:
+            done, status = os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            done, status = pid, 0
+        if done:
+            children[pid] = -os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+    return children[pid]
+
+
+def serve(config: dict) -> None:
+    _libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0)   # children cannot trace or read this process
+    if sys.path and os.path.dirname(os.path.abspath(__file__)) == os.path.abspath(sys.path[0] or "."):
+        del sys.path[0]
+    # ipykernel sets this default when it starts; a library imported here may read it at import.
+    os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
+    failed = {}
+    for name in config.get("preload", []):
+        try:
+            importlib.import_module(name)
+        except BaseException as exc:  # noqa: BLE001 - the kernel will import it, and fail, itself
+            failed[name] = f"{type(exc).__name__}: {exc}"
+    del os.environ["MPLBACKEND"]
+    control_in, control_out = sys.stdin.fileno(), sys.stdout.fileno()
+    reader = os.fdopen(os.dup(control_in), "r")
+    writer = os.fdopen(os.dup(control_out), "w")
+    os.dup2(2, 1)             # only replies go to the control pipe; prints go to stderr
+    os.close(control_in)
+
+    def reply(obj):
+        writer.write(json.dumps(obj) + "\n")
+        writer.flush()
+
+    reply({"ready": True, "pid": os.getpid(), "failed": failed})
+    children: dict[int, object] = {}
+    for line in reader:
+        try:
+            request = json.loads(line)
+            op = request["op"]
+            if op == "spawn":
+                reap_leftovers(children)
+                children.clear()
+                pid = os.fork()
+                if pid == 0:
+                    run_kernel(request, (reader.fileno(), writer.fileno()))
+                children[pid] = None
+                reply({"pid": pid})
+            elif op == "poll":
+                reply({"returncode": _poll(children, int(request["pid"]))})
+            elif op == "signal":
+                pid = int(request["pid"])
+                if _poll(children, pid) is None:
+                    os.kill(pid, int(request["signal"]))
+                reply({})
+            else:
+                reply({"error": f"unknown op {op!r}"})
+        except Exception as exc:  # noqa: BLE001 - a bad request gets an error reply, not a dead zygote
+            reply({"error": f"{type(exc).__name__}: {exc}"})
+
+
+if __name__ == "__main__":
+    serve(json.loads(sys.argv[1]))
