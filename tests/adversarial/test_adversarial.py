@@ -136,6 +136,8 @@ def test_regrading_gives_identical_scores(batch):
 
 def test_busy_gradebook_waits_instead_of_aborting(batch):
     root, _, scores, _, _ = batch
+    if "--SandboxedExecute.warm_kernels=True" in _GRADING_ARGS[root]:
+        pytest.skip("the gradebook's locking does not depend on the kind of kernel (run with new kernels)")
     held = threading.Event()
 
     def hold_lock():
