@@ -8,6 +8,8 @@ torchvision) cannot be imported. The kernel talks to nbgrader over Unix sockets 
 private run directory.
 
 ``utils/sandbox_launch.py`` applies the resource limits inside the sandbox and then runs the kernel.
+With ``warm_kernels`` the kernel is instead forked, with the same view and limits, by a zygote
+that already imported the notebook's libraries (``utils/zygote.py``).
 """
 from __future__ import annotations
 

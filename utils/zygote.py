@@ -27,7 +27,7 @@ import threading
 from collections import OrderedDict
 from pathlib import Path
 
-from .sandbox import PACKAGE_DIR, kernel_env, sandbox_args
+from .sandbox import PACKAGE_DIR, kernel_env, sandbox_args, visible_dirs
 
 KEEP_MOUNTPOINT = "/.keep"
 START_TIMEOUT = 120.0        # seconds until the zygote has done its imports
@@ -169,7 +169,7 @@ class KernelZygote:
         """Fork a kernel running ``python -m ipykernel_launcher *argv`` that sees only ``keep``."""
         keep = [str(Path(p).resolve()) for p in keep]
         reply = self.request(op="spawn", argv=list(argv), env=kernel_env(env), cwd=str(Path(cwd).resolve()),
-                             keep=keep, hide=self.writable, limits=limits)
+                             keep=keep, hide=self.writable, carry=visible_dirs(), limits=limits)
         return ZygoteKernelProcess(self, int(reply["pid"]))
 
     def close(self) -> None:

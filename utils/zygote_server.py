@@ -62,20 +62,25 @@ def _under(path: str, folder: str) -> bool:
     return path == folder or path.startswith(folder.rstrip("/") + "/")
 
 
-def isolate(keep: list[str], hide: list[str]) -> None:
-    """A private file-system view: ``hide`` and /tmp emptied, only ``keep`` bound back."""
+def isolate(keep: list[str], hide: list[str], carry: list[str]) -> None:
+    """A private file-system view: ``hide`` and /tmp emptied, only ``keep`` bound back.
+
+    ``carry`` are the read-only folders (the environment, the course package) that live under
+    /tmp: the new, empty /tmp would hide them, so they are bound back as well.
+    """
     _check(_libc.unshare(CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWNET | CLONE_NEWUTS), "unshare")
     _mount(None, "/", None, MS_REC | MS_PRIVATE)
     _mount("tmpfs", KEEP, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0700")
-    for index, folder in enumerate(keep):
+    rebind = list(keep) + [path for path in carry if _under(path, "/tmp")]
+    for index, folder in enumerate(rebind):
         os.mkdir(f"{KEEP}/{index}")
-        _mount(folder, f"{KEEP}/{index}", None, MS_BIND | MS_REC)
+        _mount(folder, f"{KEEP}/{index}", None, MS_BIND | MS_REC)   # read-only mounts stay read-only
     _mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV)
     _mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV)
     for folder in hide:
         if not _under(folder, "/tmp") and os.path.isdir(folder):
             _mount("tmpfs", folder, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755")
-    for index, folder in enumerate(keep):
+    for index, folder in sorted(enumerate(rebind), key=lambda item: item[1].count("/")):
         os.makedirs(folder, exist_ok=True)
         _mount(f"{KEEP}/{index}", folder, None, MS_BIND | MS_REC)
     _check(_libc.umount2(KEEP.encode(), MNT_DETACH), f"umount {KEEP}")
@@ -120,7 +125,7 @@ def run_kernel(request: dict, control_fds: tuple[int, ...]) -> None:
         if null != 0:
             os.dup2(null, 0)
             os.close(null)
-        isolate(request["keep"], request["hide"])
+        isolate(request["keep"], request["hide"], request.get("carry", []))
         drop_privileges()
         _libc.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)
         _set_limits(request["limits"])
