@@ -10,17 +10,19 @@ import resource
 import sys
 
 
+def apply_limits(cpu_seconds: int, data_bytes: int, file_bytes: int) -> None:
+    """CPU time (SIGXCPU, then SIGKILL 5 s later), heap, file size; no core dumps."""
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu_seconds, cpu_seconds + 5))
+    resource.setrlimit(resource.RLIMIT_DATA, (data_bytes, data_bytes))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (file_bytes, file_bytes))
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
 def launch(argv: list[str]) -> None:
     split = argv.index("--")
     options = dict(zip(argv[:split:2], argv[1:split:2]))
+    apply_limits(int(options["--cpu"]), int(options["--data"]), int(options["--fsize"]))
     cmd = argv[split + 1:]
-    cpu = int(options["--cpu"])
-    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 5))
-    data = int(options["--data"])
-    resource.setrlimit(resource.RLIMIT_DATA, (data, data))
-    fsize = int(options["--fsize"])
-    resource.setrlimit(resource.RLIMIT_FSIZE, (fsize, fsize))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     os.execvp(cmd[0], cmd)
 
 

@@ -28,10 +28,11 @@ import ctypes
 import importlib
 import json
 import os
-import resource
 import signal
 import sys
 import traceback
+
+from sandbox_launch import apply_limits   # run by path: this folder is sys.path[0]
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -107,14 +108,6 @@ def drop_privileges() -> None:
     _check(_libc.capset(ctypes.byref(header), data), "capset")
 
 
-def _set_limits(limits: dict) -> None:
-    cpu = int(limits["cpu"])
-    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 5))
-    resource.setrlimit(resource.RLIMIT_DATA, (int(limits["data"]),) * 2)
-    resource.setrlimit(resource.RLIMIT_FSIZE, (int(limits["fsize"]),) * 2)
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-
-
 def run_kernel(request: dict, control_fds: tuple[int, ...]) -> None:
     """In the forked child: isolate, drop privileges, and become ``python -m ipykernel_launcher``."""
     try:
@@ -128,7 +121,8 @@ def run_kernel(request: dict, control_fds: tuple[int, ...]) -> None:
         isolate(request["keep"], request["hide"], request.get("carry", []))
         drop_privileges()
         _libc.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)
-        _set_limits(request["limits"])
+        limits = request["limits"]
+        apply_limits(int(limits["cpu"]), int(limits["data"]), int(limits["fsize"]))
         os.environ.clear()
         os.environ.update(request["env"])
         os.chdir(request["cwd"])
