@@ -37,8 +37,7 @@ class SandboxedKernelManager(AsyncKernelManager):
     """
 
     sandbox_settings: dict = {}
-    zygote = None
-    on_warm_start = None   # called when the zygote has forked the kernel
+    zygote = None          # set to None again when the kernel had to be started by bwrap
 
     def format_kernel_cmd(self, extra_arguments=None):
         cmd = super().format_kernel_cmd(extra_arguments)
@@ -64,8 +63,6 @@ class SandboxedKernelManager(AsyncKernelManager):
             self.log.warning("Warm kernel failed to start (%s); starting a new kernel.", exc)
             self.zygote = None
             return await super()._async_launch_kernel(bwrap_command(kernel_cmd, **s), **kw)
-        if self.on_warm_start is not None:
-            self.on_warm_start()
         provisioner = self.provisioner
         provisioner.process, provisioner.pid, provisioner.pgid = process, process.pid, None
         provisioner.cwd = s["student_dir"]
@@ -196,7 +193,7 @@ class SandboxedExecute(Execute):
         self._dead_message = ""
         self._output_bytes: dict[int, int] = {}
         self._nb_being_graded = nb
-        self.kernel_was_warm = False
+        self._kernel_manager = None
         if self.sandbox and self.warm_kernels:
             from .zygote import POOL
             self._run_dir = POOL.run_dir()
@@ -209,6 +206,12 @@ class SandboxedExecute(Execute):
             if self.warm_kernels:
                 self.log.info("Kernel for %s was %s.", self.resources.get("nbgrader", {}).get("notebook", "?"),
                               "forked by a warm zygote" if self.kernel_was_warm else "started anew")
+
+    @property
+    def kernel_was_warm(self) -> bool:
+        """Whether a zygote forked the kernel of the notebook being (or last) graded."""
+        km = getattr(self, "_kernel_manager", None)
+        return getattr(km, "zygote", None) is not None
 
     def create_kernel_manager(self):
         km = super().create_kernel_manager()
@@ -231,7 +234,7 @@ class SandboxedExecute(Execute):
                 file_bytes=self.file_size_limit_mb * 2**20)
             if self.warm_kernels:
                 km.zygote = self._zygote(km.sandbox_settings, notebook_key)
-                km.on_warm_start = lambda: setattr(self, "kernel_was_warm", True)
+            self._kernel_manager = km
         return km
 
     def _zygote(self, settings: dict, notebook_key: str):

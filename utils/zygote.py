@@ -24,12 +24,13 @@ import subprocess
 import sys
 import tempfile
 import threading
+import time
 from collections import OrderedDict
 from pathlib import Path
 
 from .sandbox import PACKAGE_DIR, kernel_env, sandbox_args, visible_dirs
 
-KEEP_MOUNTPOINT = "/.keep"
+KEEP_MOUNTPOINT = "/.keep"     # an empty folder in the zygote's sandbox where a child parks its mounts
 START_TIMEOUT = 120.0        # seconds until the zygote has done its imports
 REPLY_TIMEOUT = 15.0         # seconds for any other reply; a zygote that stops answering is killed
 MAX_ZYGOTES = 3              # live zygotes per grading process (one per notebook being graded)
@@ -85,7 +86,6 @@ class ZygoteKernelProcess:
         return self.returncode
 
     def wait(self, timeout=None):
-        import time
         deadline = None if timeout is None else time.monotonic() + timeout
         while self.poll() is None:
             if deadline is not None and time.monotonic() > deadline:
@@ -114,7 +114,6 @@ class KernelZygote:
                  writable: list[str], run_base: str, reply_timeout: float = REPLY_TIMEOUT):
         self.writable = [str(Path(p).resolve()) for p in writable]
         self.reply_timeout = reply_timeout
-        self.run_base = run_base
         stub_dir = tempfile.mkdtemp(prefix="zygote-", dir=run_base)
         args = sandbox_args(bwrap, self.writable, blocked_modules, notebook, stub_dir)
         # The zygote keeps the two capabilities its children need to build their own mount view;
@@ -130,7 +129,6 @@ class KernelZygote:
         if not ready.get("ready"):
             self.close()
             raise ZygoteError(f"the kernel zygote did not start: {ready}")
-        self.failed_imports = ready.get("failed", {})
 
     def _read(self, timeout: float | None = None) -> dict:
         timeout = self.reply_timeout if timeout is None else timeout
@@ -169,7 +167,8 @@ class KernelZygote:
         """Fork a kernel running ``python -m ipykernel_launcher *argv`` that sees only ``keep``."""
         keep = [str(Path(p).resolve()) for p in keep]
         reply = self.request(op="spawn", argv=list(argv), env=kernel_env(env), cwd=str(Path(cwd).resolve()),
-                             keep=keep, hide=self.writable, carry=visible_dirs(), limits=limits)
+                             keep=keep, hide=self.writable, carry=visible_dirs(), mountpoint=KEEP_MOUNTPOINT,
+                             limits=limits)
         return ZygoteKernelProcess(self, int(reply["pid"]))
 
     def close(self) -> None:

@@ -44,7 +44,6 @@ PR_SET_SECUREBITS, PR_SET_NO_NEW_PRIVS, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL
 # SECBIT_NOROOT, NO_SETUID_FIXUP, KEEP_CAPS_LOCKED, NO_CAP_AMBIENT_RAISE and their locks: uid 0
 # inside the sandbox gains no capability from exec.
 SECUREBITS_LOCKED_DOWN = 0x01 | 0x02 | 0x04 | 0x08 | 0x20 | 0x40 | 0x80
-KEEP = "/.keep"
 
 
 def _check(result: int, what: str) -> None:
@@ -63,19 +62,20 @@ def _under(path: str, folder: str) -> bool:
     return path == folder or path.startswith(folder.rstrip("/") + "/")
 
 
-def isolate(keep: list[str], hide: list[str], carry: list[str]) -> None:
+def isolate(keep: list[str], hide: list[str], carry: list[str], mountpoint: str) -> None:
     """A private file-system view: ``hide`` and /tmp emptied, only ``keep`` bound back.
 
     ``carry`` are the read-only folders (the environment, the course package) that live under
-    /tmp: the new, empty /tmp would hide them, so they are bound back as well.
+    /tmp: the new, empty /tmp would hide them, so they are bound back as well. ``mountpoint`` is an
+    empty folder where the folders to bind back wait meanwhile.
     """
     _check(_libc.unshare(CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWNET | CLONE_NEWUTS), "unshare")
     _mount(None, "/", None, MS_REC | MS_PRIVATE)
-    _mount("tmpfs", KEEP, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0700")
+    _mount("tmpfs", mountpoint, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0700")
     rebind = list(keep) + [path for path in carry if _under(path, "/tmp")]
     for index, folder in enumerate(rebind):
-        os.mkdir(f"{KEEP}/{index}")
-        _mount(folder, f"{KEEP}/{index}", None, MS_BIND | MS_REC)   # read-only mounts stay read-only
+        os.mkdir(f"{mountpoint}/{index}")
+        _mount(folder, f"{mountpoint}/{index}", None, MS_BIND | MS_REC)   # read-only mounts stay read-only
     _mount("tmpfs", "/tmp", "tmpfs", MS_NOSUID | MS_NODEV)
     _mount("tmpfs", "/dev/shm", "tmpfs", MS_NOSUID | MS_NODEV)
     for folder in hide:
@@ -83,8 +83,8 @@ def isolate(keep: list[str], hide: list[str], carry: list[str]) -> None:
             _mount("tmpfs", folder, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0755")
     for index, folder in sorted(enumerate(rebind), key=lambda item: item[1].count("/")):
         os.makedirs(folder, exist_ok=True)
-        _mount(f"{KEEP}/{index}", folder, None, MS_BIND | MS_REC)
-    _check(_libc.umount2(KEEP.encode(), MNT_DETACH), f"umount {KEEP}")
+        _mount(f"{mountpoint}/{index}", folder, None, MS_BIND | MS_REC)
+    _check(_libc.umount2(mountpoint.encode(), MNT_DETACH), f"umount {mountpoint}")
 
 
 class _CapHeader(ctypes.Structure):
@@ -118,7 +118,7 @@ def run_kernel(request: dict, control_fds: tuple[int, ...]) -> None:
         if null != 0:
             os.dup2(null, 0)
             os.close(null)
-        isolate(request["keep"], request["hide"], request.get("carry", []))
+        isolate(request["keep"], request["hide"], request["carry"], request["mountpoint"])
         drop_privileges()
         _libc.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)
         limits = request["limits"]
@@ -181,14 +181,13 @@ def serve(config: dict) -> None:
     if sys.path and os.path.dirname(os.path.abspath(__file__)) == os.path.abspath(sys.path[0] or "."):
         del sys.path[0]
     # ipykernel sets this default when it starts; a library imported here may read it at import.
+    # (Each kernel gets its own environment from the spawn request, so this stays here.)
     os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
-    failed = {}
     for name in config.get("preload", []):
         try:
             importlib.import_module(name)
-        except BaseException as exc:  # noqa: BLE001 - the kernel will import it, and fail, itself
-            failed[name] = f"{type(exc).__name__}: {exc}"
-    del os.environ["MPLBACKEND"]
+        except BaseException:  # noqa: BLE001 - the kernel will import it, and fail, itself
+            pass
     control_in, control_out = sys.stdin.fileno(), sys.stdout.fileno()
     reader = os.fdopen(os.dup(control_in), "r")
     writer = os.fdopen(os.dup(control_out), "w")
@@ -199,7 +198,7 @@ def serve(config: dict) -> None:
         writer.write(json.dumps(obj) + "\n")
         writer.flush()
 
-    reply({"ready": True, "pid": os.getpid(), "failed": failed})
+    reply({"ready": True, "pid": os.getpid()})
     children: dict[int, object] = {}
     for line in reader:
         try:
