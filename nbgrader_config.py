@@ -24,17 +24,17 @@ c.CourseDirectory.ignore = [
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
 c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 
-# Grading runs each student's kernel in a bubblewrap sandbox (utils/sandbox.py) and decides
-# verdicts outside it (utils/trusted.py): the kernel only records what the student's code returns
+# Grading runs each student's kernel in a bubblewrap sandbox (utils/grading/sandbox.py) and decides
+# verdicts outside it (utils/grading/trusted.py): the kernel only records what the student's code returns
 # on inputs drawn with a course secret; references and points are computed here.
 from nbconvert.preprocessors import ClearMetadataPreprocessor  # noqa: E402
 from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, ClearOutput,  # noqa: E402
                                     DeduplicateIds, IgnorePattern, LimitOutput,
                                     OverwriteKernelspec, SaveAutoGrades)
 
-from utils.nbgrader_ext import FilterHarmlessStderr  # noqa: E402
-from utils.sandbox import SandboxedExecute  # noqa: E402
-from utils.trusted import (ApplyTrustedVerdicts, OverwriteCellsInPlace, PrepareTrustedTests,  # noqa: E402
+from utils.grading.nbgrader_ext import FilterHarmlessStderr  # noqa: E402
+from utils.grading.sandbox import SandboxedExecute  # noqa: E402
+from utils.grading.trusted import (ApplyTrustedVerdicts, OverwriteCellsInPlace, PrepareTrustedTests,  # noqa: E402
                            RestoreGradeCells)
 
 c.Autograde.sanitize_preprocessors = [
@@ -75,6 +75,6 @@ c.SandboxedExecute.from_scratch = {
 }
 
 # Unreadable (invalid JSON) and renamed notebooks are graded with a note instead of dropped.
-from utils.nbgrader_ext import repair_submissions  # noqa: E402
+from utils.grading.nbgrader_ext import repair_submissions  # noqa: E402
 
 repair_submissions()

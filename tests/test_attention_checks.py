@@ -1,4 +1,4 @@
-"""Tests of utils/attention.py: every check accepts correct alternatives, names each catalogued
+"""Tests of utils/attention/__init__.py: every check accepts correct alternatives, names each catalogued
 mistake, reports stubs as not implemented, leaves the global RNGs alone, and the sample mistakes
 of utils/instructor/samples/attention.py are diagnosed."""
 from __future__ import annotations
@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 
 from utils import attention as A
-from utils.compare import to_numpy
-from utils.feedback import CheckFailure, NotImplementedYet
+from utils.checks.compare import to_numpy
+from utils.checks.feedback import CheckFailure, NotImplementedYet
 from utils.instructor.samples import mistakes_for
 
 from notebook_solutions import NotebookSolutions

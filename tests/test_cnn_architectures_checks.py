@@ -1,4 +1,4 @@
-"""Tests of utils/cnn_architectures.py: the checks of source/cnn/cnn_architectures.ipynb.
+"""Tests of utils/cnn/architectures/__init__.py: the checks of source/cnn/cnn_architectures.ipynb.
 
 For every check: the instructor solution and independent correct variants pass (torchvision's own
 modules where torchvision has one); each catalogued mistake, written as student code, fails with the
@@ -16,8 +16,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from utils import cnn_architectures as ca
-from utils.feedback import CheckFailure, NotImplementedYet
+import utils.cnn.architectures as ca
+from utils.checks.feedback import CheckFailure, NotImplementedYet
 from utils.instructor.samples.cnn_architectures import MISTAKES as SAMPLES
 
 from notebook_solutions import NotebookSolutions
@@ -513,7 +513,7 @@ def test_at_least_three_samples_with_unique_students():
 
 
 def test_cached_weights_follow_the_grading_salt():
-    from utils.seeding import grading_salt
+    from utils.checks.seeding import grading_salt
     public = ca.BASIC_BLOCK.make_cases(False)[-1].inputs
     with grading_salt("course secret"):
         graded = ca.BASIC_BLOCK.make_cases(False)[-1].inputs
@@ -529,12 +529,12 @@ def test_cached_weights_follow_the_grading_salt():
     ("SEBlock", lambda: mutate("SEBlock", ("z = x.mean(dim=(2, 3))", "z = x.amax(dim=(2, 3))")),
      "SE using max instead of average pooling")])
 def test_the_trusted_split_gives_the_same_verdict(name, student, verdict):
-    """As utils.recording / utils.trusted do: pickled inputs, ``call`` on one side, plain arrays across,
+    """As utils.grading.in_kernel.recording / utils.grading.trusted do: pickled inputs, ``call`` on one side, plain arrays across,
     references and the verdict on the other side."""
     import pickle
-    from utils.checking import Produced, case_label, evaluate, produce
-    from utils.compare import to_numpy
-    from utils.feedback import CheckResult
+    from utils.checks.exercise import Produced, case_label, evaluate, produce
+    from utils.checks.compare import to_numpy
+    from utils.checks.feedback import CheckResult
     exercise = ca.EXERCISES[name]
     cases = exercise.make_cases(True)
     sent = pickle.loads(pickle.dumps([(c.description, c.inputs) for c in cases]))

@@ -1,4 +1,4 @@
-"""Tests of utils/cnn_layers.py: the checks of the notebook source/cnn/cnn_layers.ipynb.
+"""Tests of utils/cnn/layers/__init__.py: the checks of the notebook source/cnn/cnn_layers.ipynb.
 
 For every check: the instructor solution and independent correct variants (loops, vectorized,
 float32) pass; each catalogued mistake fails with its name in the message; a stub is reported as
@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import torch
 
-from utils import cnn_layers as cl
-from utils.feedback import CheckFailure, NotImplementedYet
+import utils.cnn.layers as cl
+from utils.checks.feedback import CheckFailure, NotImplementedYet
 from utils.instructor.samples.cnn_layers import MISTAKES as SAMPLES
 
 from notebook_solutions import NotebookSolutions
@@ -468,10 +468,10 @@ def test_sample_mistake_applies_and_is_diagnosed(sample):
 _KERNEL_SIDE = r'''
 import json, pickle, sys
 import numpy as np
-from utils import cnn_layers as cl
+import utils.cnn.layers as cl
 with open({cells!r}) as f:
     CELLS, NAMES = json.load(f)   # the notebook's solution cells
-from utils.checking import Case, produce
+from utils.checks.exercise import Case, produce
 with open({inputs!r}, "rb") as f:
     all_cases = pickle.load(f)
 arrays, errors = {{}}, []
@@ -496,9 +496,9 @@ def test_kernel_side_runs_without_torch_and_grader_side_accepts(tmp_path):
     import subprocess
     import sys
 
-    from utils.checking import Produced, evaluate
-    from utils.feedback import CheckResult
-    from utils.seeding import grading_salt
+    from utils.checks.exercise import Produced, evaluate
+    from utils.checks.feedback import CheckResult
+    from utils.checks.seeding import grading_salt
 
     with grading_salt("a course secret"):
         cases = {name: cl.EXERCISES[name].make_cases(True) for name in FUNCTIONS + ANSWERS}

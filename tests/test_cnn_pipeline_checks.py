@@ -1,4 +1,4 @@
-"""Tests of utils/cnn_pipeline.py: the checks of the notebook source/cnn/cnn_pipeline.ipynb.
+"""Tests of utils/cnn/pipeline/__init__.py: the checks of the notebook source/cnn/cnn_pipeline.ipynb.
 
 For every check: the instructor solution and independent correct variants pass; each catalogued mistake,
 written as a student would write it (an edit of the solution), fails with the mistake's name in the
@@ -22,12 +22,12 @@ import torch.optim as optim
 from torch.utils.data import DataLoader, Dataset, Subset, random_split
 from torchvision import transforms
 
-from utils import cnn_pipeline as cp
-from utils.checking import Case, Produced, evaluate, produce
-from utils.compare import to_numpy
-from utils.feedback import CheckFailure, CheckResult, NotImplementedYet
+import utils.cnn.pipeline as cp
+from utils.checks.exercise import Case, Produced, evaluate, produce
+from utils.checks.compare import to_numpy
+from utils.checks.feedback import CheckFailure, CheckResult, NotImplementedYet
 from utils.instructor.samples.cnn_pipeline import MISTAKES as SAMPLES
-from utils.seeding import grading_salt
+from utils.checks.seeding import grading_salt
 
 from notebook_solutions import NotebookSolutions
 

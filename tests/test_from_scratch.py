@@ -13,9 +13,9 @@ import torch.nn.functional as F
 
 from utils import (check_conv2d_forward, check_deform_conv2d, check_lstm_cell,
                    check_scaled_dot_product_attention)
-from utils.feedback import CheckFailure
-from utils.registry import exercise
-from utils.trusted import _forbidden_reference
+from utils.checks.feedback import CheckFailure
+from utils.checks.registry import exercise
+from utils.grading.trusted import _forbidden_reference
 
 
 def sdpa_via_torch(q, k, v, mask=None):

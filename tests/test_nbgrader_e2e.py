@@ -65,7 +65,7 @@ def test_a_submitted_utils_module_cannot_shadow_the_checks(course, outcomes):
 
 
 def test_harmless_stderr_is_filtered_but_real_errors_are_kept():
-    from utils.nbgrader_ext import FilterHarmlessStderr
+    from utils.grading.nbgrader_ext import FilterHarmlessStderr
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x")])
     nb.cells[0].outputs = [
         nbformat.v4.new_output("stream", name="stderr", text=(
@@ -81,7 +81,7 @@ def test_harmless_stderr_is_filtered_but_real_errors_are_kept():
 
 def test_demo_cells_are_not_run_while_grading(course, outcomes):
     """Locked demo cells (training runs, figures) marked for it are kept but not executed by the autograder."""
-    from utils.trusted import NOT_GRADED_MARKER
+    from utils.grading.trusted import NOT_GRADED_MARKER
     marked = 0
     for notebook in sorted((course / "autograded" / "solution").glob("*/*.ipynb")):
         for cell in nbformat.read(notebook, as_version=4).cells:

@@ -5,7 +5,7 @@ The session fixture ``graded_course`` graded the sample submissions with plain
 into a fresh course (same source, release, configuration, grading secret, and the gradebook's
 assignment definitions without any grade) and graded by ``python -m utils.instructor.parallel``
 run from that course root on a 2-worker Dask LocalCluster, with a broken submission added.
-The parallel grader forks its kernels from warm zygotes (utils/zygote.py), nbgrader starts each
+The parallel grader forks its kernels from warm zygotes (utils/grading/zygote.py), nbgrader starts each
 kernel anew, so this also shows that warm kernels grade exactly as new ones. Two assignments are
 regraded to keep the test short: ``deformable_conv`` (NumPy only, torch blocked) and ``rnn``
 (torch), those of them that were graded; override with COURSE_PARALLEL_ASSIGNMENTS.

@@ -6,8 +6,8 @@ import pytest
 
 import utils
 from utils.instructor.course import REPO_ROOT
-from utils.registry import CHECK_MODULES, MODULE_OF_CHECK
-from utils.trusted import checks_in
+from utils.checks.registry import CHECK_MODULES, MODULE_OF_CHECK
+from utils.grading.trusted import checks_in
 
 
 @pytest.mark.parametrize("module_name", sorted(CHECK_MODULES))

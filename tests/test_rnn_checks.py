@@ -1,4 +1,4 @@
-"""Tests for utils/rnn.py: every check accepts correct variants, names each catalogued mistake,
+"""Tests for utils/rnn/__init__.py: every check accepts correct variants, names each catalogued mistake,
 reports stubs as not implemented, leaves the global RNGs alone; the sample mistakes apply."""
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from utils import rnn as R
-from utils.feedback import CheckFailure, NotImplementedYet
+from utils.checks.feedback import CheckFailure, NotImplementedYet
 from utils.instructor.samples import mistakes_for
 
 from notebook_solutions import NotebookSolutions

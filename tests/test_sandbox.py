@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from utils.instructor.course import REPO_ROOT
-from utils.sandbox import bwrap_command
+from utils.grading.sandbox import bwrap_command
 
 pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
 
@@ -35,7 +35,7 @@ def test_tmp_is_emptied_before_the_environment_is_mounted():
 
 def test_the_kernel_sees_the_environment_but_not_the_course(tmp_path):
     probe = (
-        "import json, os, numpy, utils.recording\n"
+        "import json, os, numpy, utils.grading.in_kernel.recording\n"
         f"root = {str(REPO_ROOT)!r}\n"
         "print(json.dumps({'source': os.path.exists(os.path.join(root, 'source')),\n"
         "                  'config': os.path.exists(os.path.join(root, 'nbgrader_config.py')),\n"
@@ -65,12 +65,12 @@ def test_no_network(tmp_path):
     assert "refused" in proc.stdout and "connected" not in proc.stdout
 
 
-# --------------------------------------------------------------------------- warm kernels (utils/zygote.py)
+# --------------------------------------------------------------------------- warm kernels (utils/grading/zygote.py)
 
 @pytest.fixture(scope="module")
 def warm_course(tmp_path_factory):
     """Two students' folders under one autograded root, and a zygote that may reach both."""
-    from utils.zygote import KernelZygote
+    from utils.grading.zygote import KernelZygote
     root = tmp_path_factory.mktemp("warm")
     for student in ("alice", "bob"):
         (root / "autograded" / student / "hw").mkdir(parents=True)
@@ -205,7 +205,7 @@ def test_a_warm_kernel_over_its_cpu_limit_is_stopped(warm_course):
 
 def test_a_kernel_that_stops_its_zygote_costs_the_next_student_nothing(tmp_path):
     """A kernel can signal its zygote (same user); a zygote that stops answering is replaced."""
-    from utils.zygote import ZygotePool
+    from utils.grading.zygote import ZygotePool
     for student in ("alice", "bob"):
         (tmp_path / "autograded" / student / "hw").mkdir(parents=True)
     pool = ZygotePool()

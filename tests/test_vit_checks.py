@@ -1,4 +1,4 @@
-"""Tests of utils/vit.py: correct implementations pass, each catalogued mistake is named, stubs say
+"""Tests of utils/vit/__init__.py: correct implementations pass, each catalogued mistake is named, stubs say
 "not implemented yet", the global RNGs are untouched, and every sample mistake is diagnosed."""
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from utils import vit
-from utils.feedback import CheckFailure, NotImplementedYet
+from utils.checks.feedback import CheckFailure, NotImplementedYet
 from utils.instructor.samples import mistakes_for
 
 from notebook_solutions import NotebookSolutions
@@ -526,10 +526,10 @@ def test_trusted_split_roundtrip(solutions, name, tmp_path):
     """What the trusted grader does: pickled inputs → call in the kernel → npz → judge outside it."""
     import pickle
 
-    from utils.checking import Produced, case_label, evaluate, produce
-    from utils.checking import Case as CheckCase
-    from utils.feedback import CheckResult
-    from utils.seeding import grading_salt
+    from utils.checks.exercise import Produced, case_label, evaluate, produce
+    from utils.checks.exercise import Case as CheckCase
+    from utils.checks.feedback import CheckResult
+    from utils.checks.seeding import grading_salt
 
     exercise = vit.EXERCISES[name]
     with grading_salt("test-secret"):

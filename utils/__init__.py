@@ -8,8 +8,8 @@ case failed, where, and the likely mistake.
 ``from utils import check_deform_conv2d`` imports only the module of that
 assignment (torch itself is imported when a reference is first computed).
 """
-from .feedback import CheckFailure, CheckResult, NotImplementedYet
-from .registry import MODULE_OF_CHECK, check_function
+from utils.checks.feedback import CheckFailure, CheckResult, NotImplementedYet
+from utils.checks.registry import MODULE_OF_CHECK, check_function
 
 __all__ = ["CheckFailure", "CheckResult", "NotImplementedYet", *sorted(MODULE_OF_CHECK)]
 

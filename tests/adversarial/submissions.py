@@ -64,7 +64,7 @@ TRICKS = {
         "np.testing.assert_allclose = lambda *args, **kwargs: None\n"
         "np.isclose = lambda a, b, *args, **kwargs: np.ones(np.broadcast(a, b).shape, dtype=bool)"], []),
     "trick_patch_reference": ([
-        "import utils.deformable as _d\n"
+        "import utils.deformable_conv as _d\n"
         "_d.torchvision_deform_conv2d = lambda a_l, delta, mask, weight, **kw: deform_conv2d(a_l, delta, mask, weight, **kw)\n"
         "try:\n"
         "    import torchvision.ops\n"
@@ -108,7 +108,7 @@ def _code(source: str):
 
 def _hardcoded_visible_deform() -> str:
     """A deform_conv2d that returns torchvision's answers for the visible inputs, zeros otherwise."""
-    from utils.deformable import DEFORM
+    from utils.deformable_conv import DEFORM
     table = {}
     for case in DEFORM.make_cases(False):
         key = float(np.round(np.asarray(case.inputs["a_l"]).sum() + np.asarray(case.inputs["delta"]).sum(), 9))

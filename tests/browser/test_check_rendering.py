@@ -11,8 +11,8 @@ import re
 import pytest
 from IPython.core.formatters import DisplayFormatter
 
-from utils.deformable import _show
-from utils.feedback import CheckFailure, CheckResult, Report, raise_failure
+from utils.checks.feedback import show as _show
+from utils.checks.feedback import CheckFailure, CheckResult, Report, raise_failure
 
 RESULT = CheckResult("deform_conv2d", "torchvision.ops.deform_conv2d", 6, 1.8e-15, "1e-05 + 0.0001·|expected|")
 REPORT = Report(headline="deform_conv2d does not match torchvision.ops.deform_conv2d",

@@ -89,7 +89,7 @@ def time_checks(checks: dict[str, Callable], functions: dict[str, Callable], out
 
     Returns the number of checks that did not pass (their feedback is printed).
     """
-    from utils.feedback import CheckFailure
+    from utils.checks.feedback import CheckFailure
 
     print(f"  goal: each check < {GOAL_SECONDS:g} s", file=out)
     print(f"  {'check':32} {'visible':>9} {'hidden':>9}", file=out)
@@ -129,7 +129,7 @@ def bench_deformable() -> int:
         load_solution(notebook)
     print(f"deformable: the instructor solution in {notebook.relative_to(REPO_ROOT)}")
     print(f"  {_import_time('torch')}, {_import_time('torchvision.ops')} (not counted below)")
-    from utils import deformable
+    from utils import deformable_conv as deformable
 
     namespace = load_solution(notebook)
     names = list(deformable.EXERCISES)
@@ -143,7 +143,7 @@ def bench_deformable() -> int:
 # --------------------------------------------------------------------------- grading a class
 
 def _launcher_seconds(repeat: int = 3) -> tuple[float, float]:
-    """Seconds to run the sandbox's resource-limit launcher (``utils/sandbox_launch.py ... -- true``)
+    """Seconds to run the sandbox's resource-limit launcher (``utils/grading/in_sandbox/sandbox_launch.py ... -- true``)
     and a bare ``python -c pass``: the launcher's own imports are paid by every grading kernel."""
     import subprocess
 
@@ -155,7 +155,7 @@ def _launcher_seconds(repeat: int = 3) -> tuple[float, float]:
             times.append(time.perf_counter() - start)
         return min(times)
 
-    launcher = best([sys.executable, "-I", str(REPO_ROOT / "utils" / "sandbox_launch.py"), "--cpu", "60",
+    launcher = best([sys.executable, "-I", str(REPO_ROOT / "utils" / "grading" / "in_sandbox" / "sandbox_launch.py"), "--cpu", "60",
                      "--data", str(2**32), "--fsize", str(2**26), "--", "true"])
     return launcher, best([sys.executable, "-c", "pass"])
 
@@ -259,7 +259,7 @@ def bench_grading() -> int:
                       f"{s['before_first_test']:6.2f} s, notebook total {s['total']:6.2f} s "
                       f"({s['notebooks']:g} notebooks)")
         launcher, bare = _launcher_seconds()
-        print(f"  of each kernel start, the sandbox launcher `utils/sandbox_launch.py` takes {launcher:.2f} s "
+        print(f"  of each kernel start, the sandbox launcher `utils/grading/in_sandbox/sandbox_launch.py` takes {launcher:.2f} s "
               f"(a bare `python -c pass`: {bare:.2f} s)")
     finally:
         if os.environ.get("BENCH_GRADING_KEEP") != "1":

@@ -20,7 +20,7 @@ are those of the sequential commands. What changes:
   long-lived worker that has loaded nbgrader, the course configuration and the trusted
   grader (torch references) once, so start-up is paid once per worker, not per student;
 * each worker forks the students' kernels from a warm, sandboxed zygote per notebook that has
-  imported the notebook's libraries once (``c.SandboxedExecute.warm_kernels``, utils/zygote.py):
+  imported the notebook's libraries once (``c.SandboxedExecute.warm_kernels``, utils/grading/zygote.py):
   every notebook still gets its own kernel process and its own view of the file system, but
   not its own torch import;
 * a student whose submission breaks grading is retried once for a locked database, then
@@ -94,7 +94,7 @@ def _install_timing_probe() -> None:
     Timestamps only: wraps ``SandboxedExecute.preprocess``/``preprocess_cell`` of this process
     and calls the originals unchanged.
     """
-    from utils.sandbox import SandboxedExecute
+    from utils.grading.sandbox import SandboxedExecute
     if getattr(SandboxedExecute, "_course_timing_probe", False):
         return
     preprocess, preprocess_cell = SandboxedExecute.preprocess, SandboxedExecute.preprocess_cell

@@ -7,9 +7,9 @@ secret), home folders and any other copy of the course are absent; there is no n
 torchvision) cannot be imported. The kernel talks to nbgrader over Unix sockets in a
 private run directory.
 
-``utils/sandbox_launch.py`` applies the resource limits inside the sandbox and then runs the kernel.
+``utils/grading/in_sandbox/sandbox_launch.py`` applies the resource limits inside the sandbox and then runs the kernel.
 With ``warm_kernels`` the kernel is instead forked, with the same view and limits, by a zygote
-that already imported the notebook's libraries (``utils/zygote.py``).
+that already imported the notebook's libraries (``utils/grading/zygote.py``).
 """
 from __future__ import annotations
 
@@ -27,7 +27,8 @@ from nbformat.notebooknode import NotebookNode
 from nbgrader.preprocessors import Execute
 from traitlets import Bool, Dict, Integer, List, Unicode
 
-PACKAGE_DIR = Path(__file__).resolve().parent
+PACKAGE_DIR = Path(__file__).resolve().parents[1]          # the whole `utils` package, read-only in the sandbox
+IN_SANDBOX_DIR = Path(__file__).resolve().parent / "in_sandbox"   # run there by path, standard library only
 
 
 class SandboxedKernelManager(AsyncKernelManager):
@@ -52,7 +53,7 @@ class SandboxedKernelManager(AsyncKernelManager):
     async def _async_launch_kernel(self, kernel_cmd, **kw):
         if self.zygote is None:
             return await super()._async_launch_kernel(kernel_cmd, **kw)
-        from .zygote import ZygoteError
+        from utils.grading.zygote import ZygoteError
         s = self.sandbox_settings
         try:
             process = self.zygote.spawn(
@@ -158,7 +159,7 @@ def bwrap_command(kernel_cmd: list[str], *, bwrap: str, student_dir: str, run_di
     student_dir = str(Path(student_dir).resolve())
     args = sandbox_args(bwrap, [student_dir, run_dir], blocked_modules, notebook, run_dir)
     args += ["--cap-drop", "ALL", "--chdir", student_dir, "--"]
-    launcher = [sys.executable, "-I", str(PACKAGE_DIR / "sandbox_launch.py"), "--cpu", str(cpu_seconds),
+    launcher = [sys.executable, "-I", str(IN_SANDBOX_DIR / "sandbox_launch.py"), "--cpu", str(cpu_seconds),
                 "--data", str(data_bytes), "--fsize", str(file_bytes), "--"]
     return args + launcher + kernel_cmd
 
@@ -173,7 +174,7 @@ class SandboxedExecute(Execute):
     file_size_limit_mb = Integer(256, help="Largest file a grading kernel may write, MiB.").tag(config=True)
     cell_output_limit_kb = Integer(512, help="Output kept per cell, KiB; the rest is dropped.").tag(config=True)
     warm_kernels = Bool(False, help="Fork each kernel from a sandboxed process that has already imported the "
-                        "notebook's libraries (utils/zygote.py), instead of starting a new one; the "
+                        "notebook's libraries (utils/grading/zygote.py), instead of starting a new one; the "
                         "parallel grader turns this on.").tag(config=True)
     from_scratch = Dict(
         key_trait=Unicode(), value_trait=List(Unicode()),
@@ -195,7 +196,7 @@ class SandboxedExecute(Execute):
         self._nb_being_graded = nb
         self._kernel_manager = None
         if self.sandbox and self.warm_kernels:
-            from .zygote import POOL
+            from utils.grading.zygote import POOL
             self._run_dir = POOL.run_dir()
         else:
             self._run_dir = tempfile.mkdtemp(prefix="course-kernel-")
@@ -239,7 +240,7 @@ class SandboxedExecute(Execute):
 
     def _zygote(self, settings: dict, notebook_key: str):
         """The warm zygote for this notebook, or None (then bwrap starts the kernel as usual)."""
-        from .zygote import POOL, ZygoteError, preload_modules
+        from utils.grading.zygote import POOL, ZygoteError, preload_modules
         try:
             return POOL.get(bwrap=settings["bwrap"], notebook=settings["notebook"],
                             blocked_modules=settings["blocked_modules"],

@@ -11,7 +11,7 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .compare import Tolerance, agrees, to_numpy
+from utils.checks.compare import Tolerance, agrees, to_numpy
 
 
 @dataclass(frozen=True)

@@ -34,11 +34,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .checking import Case, Exercise, run_check
-from .compare import Tolerance
-from .deformable import _show
-from .diagnose import Mistake
-from .seeding import case_rng
+from utils.checks.exercise import Case, Exercise, run_check
+from utils.checks.compare import Tolerance
+from utils.checks.feedback import show
+from utils.checks.diagnose import Mistake
+from utils.checks.seeding import case_rng
 
 # --------------------------------------------------------------------------- helpers
 
@@ -878,34 +878,34 @@ EXERCISES = {e.function: e for e in (SDPA, MHA, PE, BLOCK, PARAMS, MATRIX, KV)}
 
 def check_scaled_dot_product_attention(scaled_dot_product_attention, hidden: bool = False) -> None:
     """Check ``scaled_dot_product_attention(q, k, v, mask=None) -> (output, weights)``."""
-    _show(run_check(SDPA, scaled_dot_product_attention, hidden))
+    show(run_check(SDPA, scaled_dot_product_attention, hidden))
 
 
 def check_multi_head_attention(multi_head_attention, hidden: bool = False) -> None:
     """Check ``multi_head_attention`` against ``nn.MultiheadAttention`` loaded with the same weights."""
-    _show(run_check(MHA, multi_head_attention, hidden))
+    show(run_check(MHA, multi_head_attention, hidden))
 
 
 def check_positional_encoding(positional_encoding, hidden: bool = False) -> None:
     """Check ``positional_encoding(max_len, d_model)`` against the sinusoidal formula."""
-    _show(run_check(PE, positional_encoding, hidden))
+    show(run_check(PE, positional_encoding, hidden))
 
 
 def check_transformer_encoder_block(transformer_encoder_block, hidden: bool = False) -> None:
     """Check the encoder block against ``nn.TransformerEncoderLayer`` (post-LN and pre-LN, ReLU and GELU)."""
-    _show(run_check(BLOCK, transformer_encoder_block, hidden))
+    show(run_check(BLOCK, transformer_encoder_block, hidden))
 
 
 def check_mha_param_count(mha_param_count, hidden: bool = False) -> None:
     """Check ``mha_param_count`` against the parameters of real ``nn.MultiheadAttention`` modules."""
-    _show(run_check(PARAMS, mha_param_count, hidden))
+    show(run_check(PARAMS, mha_param_count, hidden))
 
 
 def check_attention_matrix_bytes(attention_matrix_bytes, hidden: bool = False) -> None:
     """Check ``attention_matrix_bytes`` against the size of real score tensors."""
-    _show(run_check(MATRIX, attention_matrix_bytes, hidden))
+    show(run_check(MATRIX, attention_matrix_bytes, hidden))
 
 
 def check_kv_cache_bytes(kv_cache_bytes, hidden: bool = False) -> None:
     """Check ``kv_cache_bytes`` against the size of real K/V cache tensors."""
-    _show(run_check(KV, kv_cache_bytes, hidden))
+    show(run_check(KV, kv_cache_bytes, hidden))

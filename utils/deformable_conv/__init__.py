@@ -18,23 +18,19 @@ from __future__ import annotations
 
 import numpy as np
 
-from .checking import Case, Exercise, run_check
-from .compare import Tolerance
-from .diagnose import Mistake
-from .feedback import CheckResult
-from .seeding import case_rng
+from utils.checks.exercise import Case, Exercise, run_check
+from utils.checks.adapters import float64_tensor, numbers, torch_module
+from utils.checks.compare import EXACT
+from utils.checks.diagnose import Mistake
+from utils.checks.feedback import show
+from utils.checks.seeding import case_rng
 
 # --------------------------------------------------------------------------- references
 
 
-def _torch():
-    import torch  # imported on first use: importing torch costs seconds
-    return torch
-
-
 def torch_conv_output_size(size: int, kernel_size: int, stride: int, padding: int, dilation: int) -> int:
     """The output length torch's own convolution produces for these settings."""
-    torch = _torch()
+    torch = torch_module()
     x = torch.zeros(1, 1, size, 1, dtype=torch.float64)
     w = torch.zeros(1, 1, kernel_size, 1, dtype=torch.float64)
     out = torch.nn.functional.conv2d(x, w, stride=(stride, 1), padding=(padding, 0), dilation=(dilation, 1))
@@ -43,15 +39,12 @@ def torch_conv_output_size(size: int, kernel_size: int, stride: int, padding: in
 
 def torchvision_deform_conv2d(a_l, delta, mask, weight, stride=1, padding=0, dilation=1) -> np.ndarray:
     """``torchvision.ops.deform_conv2d`` in float64 on numpy inputs, ``bias=None``."""
-    torch = _torch()
+    torch = torch_module()
     from torchvision.ops import deform_conv2d
 
-    def t(x):
-        return torch.from_numpy(np.array(x, dtype=np.float64))
-
     with torch.no_grad():
-        out = deform_conv2d(t(a_l), t(delta), t(weight), bias=None, stride=stride,
-                            padding=padding, dilation=dilation, mask=t(mask))
+        out = deform_conv2d(float64_tensor(a_l), float64_tensor(delta), float64_tensor(weight), bias=None,
+                            stride=stride, padding=padding, dilation=dilation, mask=float64_tensor(mask))
     return out.numpy()
 
 
@@ -200,21 +193,7 @@ def _output_size_reference(inputs):
 
 
 def _output_size_call(fn, inputs):
-    return _numbers([fn(*s) for s in inputs["settings"]])
-
-
-def _numbers(values):
-    """Student return values as a float array, or the first one that is not a number."""
-    out = []
-    for v in values:
-        if v is None:
-            return v
-        try:
-            array = np.asarray(v.detach().cpu() if hasattr(v, "detach") else v, dtype=np.float64)
-            out.append(float(array.reshape(())) if array.size == 1 else float("nan"))
-        except (TypeError, ValueError):
-            return v
-    return np.array(out)
+    return numbers([fn(*s) for s in inputs["settings"]])
 
 
 def _size_variant(**kw):
@@ -248,7 +227,7 @@ OUTPUT_SIZE = Exercise(
     reference=_output_size_reference,
     call=_output_size_call,
     mistakes=OUTPUT_SIZE_MISTAKES,
-    tolerance=Tolerance(atol=1e-9, rtol=0.0),  # sizes are integers: exact
+    tolerance=EXACT,
     hint="out = (size + 2·padding − dilation·(kernel_size − 1) − 1) // stride + 1.",
 )
 
@@ -289,7 +268,7 @@ def _bilinear_cases(hidden: bool) -> list[Case]:
 
 def _bilinear_call(fn, inputs):
     a_l = inputs["a_l"]
-    return _numbers([fn(a_l, float(qy), float(qx)) for qy, qx in inputs["points"]])
+    return numbers([fn(a_l, float(qy), float(qx)) for qy, qx in inputs["points"]])
 
 
 def _bilinear_variant(rule):
@@ -496,43 +475,25 @@ DEFORM = Exercise(
 EXERCISES = {e.function: e for e in (OUTPUT_SIZE, BILINEAR, POSITIONS, DEFORM)}
 
 
-def _show(result: CheckResult) -> None:
-    """Show a passed check: an HTML box in JupyterLab, the plain text everywhere else.
-
-    The output carries both ``text/html`` and ``text/plain``, so a terminal, nbconvert's text
-    exports and nbgrader's feedback can fall back on the text. Failures are raised, never shown
-    here: their message is the plain-text traceback.
-    """
-    try:
-        from IPython import get_ipython
-        from IPython.display import display
-        if get_ipython() is not None:
-            display({"text/plain": result.text(), "text/html": result._repr_html_()}, raw=True)
-            return
-    except ImportError:
-        pass
-    print(result.text())
-
-
 def check_conv_output_size(conv_output_size, hidden: bool = False) -> None:
     """Check ``conv_output_size`` against torch's convolution output sizes."""
     __tracebackhide__ = True
-    _show(run_check(OUTPUT_SIZE, conv_output_size, hidden))
+    show(run_check(OUTPUT_SIZE, conv_output_size, hidden))
 
 
 def check_bilinear_interpolate(bilinear_interpolate, hidden: bool = False) -> None:
     """Check ``bilinear_interpolate(a_l, q_y, q_x)`` against torchvision's sampling, in float64."""
     __tracebackhide__ = True
-    _show(run_check(BILINEAR, bilinear_interpolate, hidden))
+    show(run_check(BILINEAR, bilinear_interpolate, hidden))
 
 
 def check_sampling_positions(sampling_positions, hidden: bool = False) -> None:
     """Check ``sampling_positions(delta, kernel_size, stride, padding, dilation)``."""
     __tracebackhide__ = True
-    _show(run_check(POSITIONS, sampling_positions, hidden))
+    show(run_check(POSITIONS, sampling_positions, hidden))
 
 
 def check_deform_conv2d(deform_conv2d, hidden: bool = False) -> None:
     """Check ``deform_conv2d`` against ``torchvision.ops.deform_conv2d`` (float64, ``bias=None``)."""
     __tracebackhide__ = True
-    _show(run_check(DEFORM, deform_conv2d, hidden))
+    show(run_check(DEFORM, deform_conv2d, hidden))

@@ -19,9 +19,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .compare import DEFAULT_TOLERANCE, Tolerance, compare
-from .diagnose import Mistake, identify, identify_shape, mistake_output
-from .feedback import CheckFailure, CheckResult, NotImplementedYet, Report, raise_failure
+from utils.checks.compare import DEFAULT_TOLERANCE, Tolerance, compare
+from utils.checks.diagnose import Mistake, identify, identify_shape, mistake_output
+from utils.checks.feedback import CheckFailure, CheckResult, NotImplementedYet, Report, raise_failure
 
 
 @dataclass
@@ -31,6 +31,19 @@ class Case:
     description: str                  # "N=2, C_in=3, C_out=4, 6×7 input, ..."
     inputs: dict[str, Any]
     describe_index: Callable[[tuple], str] | None = None   # how to name an output element
+
+
+HIDDEN_SALT = "hidden"
+
+
+def visible_then_hidden(visible: list, hidden_only: list, hidden: bool) -> list[tuple[Any, str]]:
+    """``(setting, salt)`` for each case of a check: the visible settings, then, with ``hidden=True``
+    (grading), the hidden ones.
+
+    This is the one rule for hidden cases: they come after the visible ones (which they keep), and
+    they draw their random inputs with :data:`HIDDEN_SALT`, so no hidden input equals a visible one.
+    """
+    return [(s, "") for s in visible] + ([(s, HIDDEN_SALT) for s in hidden_only] if hidden else [])
 
 
 @dataclass
@@ -60,7 +73,7 @@ class Produced:
     not_implemented: bool = False
 
 
-_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))   # the whole `utils` package
 
 
 def _student_frame(exc: BaseException) -> str:

@@ -5,7 +5,7 @@ matplotlib and the course's checks again: 1.5 to 3.5 s per notebook on a 2-core 
 for every student. With ``c.SandboxedExecute.warm_kernels = True`` (the parallel grader turns
 it on), a :class:`KernelZygote` per notebook does those imports once, inside the same bubblewrap
 sandbox as a kernel, and forks a fresh, isolated kernel for each student
-(``utils/zygote_server.py`` says how the child is isolated).
+(``utils/grading/in_sandbox/zygote_server.py`` says how the child is isolated).
 
 What a zygote imports is read from the notebook's locked cells (restored from the source
 version before grading), so a kernel gets nothing its notebook does not import itself, and
@@ -28,7 +28,7 @@ import time
 from collections import OrderedDict
 from pathlib import Path
 
-from .sandbox import PACKAGE_DIR, kernel_env, sandbox_args, visible_dirs
+from utils.grading.sandbox import IN_SANDBOX_DIR, kernel_env, sandbox_args, visible_dirs
 
 KEEP_MOUNTPOINT = "/.keep"     # an empty folder in the zygote's sandbox where a child parks its mounts
 START_TIMEOUT = 120.0        # seconds until the zygote has done its imports
@@ -108,7 +108,7 @@ class ZygoteKernelProcess:
 
 
 class KernelZygote:
-    """One sandboxed zygote process (``utils/zygote_server.py``) and its control pipe."""
+    """One sandboxed zygote process (``utils/grading/in_sandbox/zygote_server.py``) and its control pipe."""
 
     def __init__(self, *, bwrap: str, notebook: str, blocked_modules: list[str], preload: list[str],
                  writable: list[str], run_base: str, reply_timeout: float = REPLY_TIMEOUT):
@@ -121,7 +121,7 @@ class KernelZygote:
         args += ["--unshare-user", "--cap-drop", "ALL", "--cap-add", "CAP_SYS_ADMIN", "--cap-add", "CAP_SETPCAP",
                  "--dir", KEEP_MOUNTPOINT, "--remount-ro", "/dev", "--remount-ro", "/", "--chdir", "/", "--"]
         config = {"preload": preload}
-        cmd = args + [sys.executable, str(PACKAGE_DIR / "zygote_server.py"), json.dumps(config)]
+        cmd = args + [sys.executable, str(IN_SANDBOX_DIR / "zygote_server.py"), json.dumps(config)]
         self.lock = threading.Lock()
         self.process = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
                                         env=kernel_env(dict(os.environ)))

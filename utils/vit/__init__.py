@@ -31,11 +31,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .checking import Case, Exercise, run_check
-from .compare import Tolerance
-from .deformable import _numbers, _show
-from .diagnose import Mistake
-from .seeding import case_rng
+from utils.checks.exercise import Case, Exercise, run_check
+from utils.checks.compare import EXACT, Tolerance
+from utils.checks.adapters import numbers
+from utils.checks.feedback import show
+from utils.checks.diagnose import Mistake
+from utils.checks.seeding import case_rng
 
 # --------------------------------------------------------------------------- torch helpers
 
@@ -652,7 +653,7 @@ PARAM_COUNT = Exercise(
     reference_name="the parameter count of torchvision's VisionTransformer (vit_b_16 for ViT-B/16)",
     make_cases=_count_cases,
     reference=lambda inputs: np.array([torchvision_param_count(c) for c in inputs["configs"]], dtype=np.float64),
-    call=lambda fn, inputs: _numbers([fn(**c) for c in inputs["configs"]]),
+    call=lambda fn, inputs: numbers([fn(**c) for c in inputs["configs"]]),
     mistakes=[
         Mistake("the class token is not counted, or the position embedding has L rows instead of L + 1 "
                 "(either way D parameters are missing)",
@@ -675,7 +676,7 @@ PARAM_COUNT = Exercise(
         Mistake("the MLP has two linear layers (D→mlp_dim→D); only one is counted",
                 "MLP: D·mlp_dim + mlp_dim + mlp_dim·D + D.", _count_variant(one_mlp_layer=True)),
     ],
-    tolerance=Tolerance(atol=0.5, rtol=0.0),   # counts are integers: exact
+    tolerance=EXACT,
     hint="conv_proj 3·P²·D + D; class token D; pos (L+1)·D with L = (image_size/P)²; per block "
          "2·2D (LayerNorms) + 4D² + 4D (attention) + 2·D·mlp_dim + mlp_dim + D (MLP); final LayerNorm 2D; "
          "head D·classes + classes.",
@@ -786,34 +787,34 @@ EXERCISES = {e.function: e for e in (PATCHIFY, PATCH_EMBED_LINEAR, PATCH_EMBED_C
 
 def check_patchify(patchify, hidden: bool = False) -> None:
     """Check ``patchify(x, patch_size)`` against ``F.unfold`` (row-major patches, (C, P, P) features)."""
-    _show(run_check(PATCHIFY, patchify, hidden))
+    show(run_check(PATCHIFY, patchify, hidden))
 
 
 def check_patch_embed_linear(patch_embed_linear, hidden: bool = False) -> None:
     """Check ``patch_embed_linear(x, weight, bias, patch_size)`` against torchvision's conv_proj."""
-    _show(run_check(PATCH_EMBED_LINEAR, patch_embed_linear, hidden))
+    show(run_check(PATCH_EMBED_LINEAR, patch_embed_linear, hidden))
 
 
 def check_patch_embed_conv(patch_embed_conv, hidden: bool = False) -> None:
     """Check ``patch_embed_conv(x, weight, bias, patch_size)`` against torchvision's conv_proj."""
-    _show(run_check(PATCH_EMBED_CONV, patch_embed_conv, hidden))
+    show(run_check(PATCH_EMBED_CONV, patch_embed_conv, hidden))
 
 
 def check_embed_tokens(embed_tokens, hidden: bool = False) -> None:
     """Check ``embed_tokens(patches, class_token, pos_embedding)``."""
-    _show(run_check(EMBED_TOKENS, embed_tokens, hidden))
+    show(run_check(EMBED_TOKENS, embed_tokens, hidden))
 
 
 def check_ViT(ViT, hidden: bool = False) -> None:
     """Check the class ``ViT``: loads torchvision's state_dict (strict) and gives the same logits."""
-    _show(run_check(VIT, ViT, hidden))
+    show(run_check(VIT, ViT, hidden))
 
 
 def check_vit_param_count(vit_param_count, hidden: bool = False) -> None:
     """Check ``vit_param_count(...)`` against torchvision's parameter counts, ViT-B/16 included."""
-    _show(run_check(PARAM_COUNT, vit_param_count, hidden))
+    show(run_check(PARAM_COUNT, vit_param_count, hidden))
 
 
 def check_attention_weights(attention_weights, hidden: bool = False) -> None:
     """Check ``attention_weights(x, in_proj_weight, in_proj_bias, num_heads)`` against nn.MultiheadAttention."""
-    _show(run_check(ATTENTION_WEIGHTS, attention_weights, hidden))
+    show(run_check(ATTENTION_WEIGHTS, attention_weights, hidden))

@@ -33,11 +33,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .checking import Case, Exercise, run_check
-from .compare import Tolerance, to_numpy
-from .deformable import _show
-from .diagnose import Mistake
-from .seeding import case_rng
+from utils.checks.exercise import Case, Exercise, run_check
+from utils.checks.compare import Tolerance, to_numpy
+from utils.checks.feedback import show
+from utils.checks.diagnose import Mistake
+from utils.checks.seeding import case_rng
 
 CIFAR100_MEAN = (0.5071, 0.4867, 0.4408)
 CIFAR100_STD = (0.2675, 0.2565, 0.2761)
@@ -968,53 +968,53 @@ def check_build_transforms(build_transforms, hidden: bool = False) -> None:
     """Check ``build_transforms()`` against the reference torchvision pipelines."""
     with _one_thread():
         result = run_check(TRANSFORMS, build_transforms, hidden)
-    _show(result)
+    show(result)
 
 
 def check_split_train_val(split_train_val, hidden: bool = False) -> None:
     """Check ``split_train_val(dataset, seed)``: 80/20, disjoint, seeded, shuffled."""
     with _one_thread():
         result = run_check(SPLIT, split_train_val, hidden)
-    _show(result)
+    show(result)
 
 
 def check_CustomCNN(CustomCNN, hidden: bool = False) -> None:  # noqa: N802, N803 - the class's own name
     """Check the ``CustomCNN`` class against the reference network (layers, outputs, one SGD step)."""
     with _one_thread():
         result = run_check(CUSTOM_CNN, CustomCNN, hidden)
-    _show(result)
+    show(result)
 
 
 def check_CustomCNNwithBN(CustomCNNwithBN, hidden: bool = False) -> None:  # noqa: N802, N803
     """Check the ``CustomCNNwithBN`` class against the reference network with BatchNorm2d."""
     with _one_thread():
         result = run_check(CUSTOM_CNN_BN, CustomCNNwithBN, hidden)
-    _show(result)
+    show(result)
 
 
 def check_make_criterion_and_optimizer(make_criterion_and_optimizer, hidden: bool = False) -> None:
     """Check ``make_criterion_and_optimizer(model)`` by three training steps of a linear probe."""
     with _one_thread():
         result = run_check(OPTIMIZER, make_criterion_and_optimizer, hidden)
-    _show(result)
+    show(result)
 
 
 def check_topk_accuracy(topk_accuracy, hidden: bool = False) -> None:
     """Check ``topk_accuracy(logits, targets, k)`` against torch.topk, ties included."""
     with _one_thread():
         result = run_check(TOPK, topk_accuracy, hidden)
-    _show(result)
+    show(result)
 
 
 def check_train_one_epoch(train_one_epoch, hidden: bool = False) -> None:
     """Check ``train_one_epoch(model, loader, criterion, optimizer, device)`` on a probe model."""
     with _one_thread():
         result = run_check(TRAIN_EPOCH, train_one_epoch, hidden)
-    _show(result)
+    show(result)
 
 
 def check_evaluate(evaluate, hidden: bool = False) -> None:
     """Check ``evaluate(model, loader, criterion, device)`` on a probe model."""
     with _one_thread():
         result = run_check(EVALUATE, evaluate, hidden)
-    _show(result)
+    show(result)

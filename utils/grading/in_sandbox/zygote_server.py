@@ -1,6 +1,6 @@
 """Inside the grading sandbox: a warm process that forks a fresh kernel for each notebook.
 
-    python zygote_server.py CONFIG_JSON        (started by :class:`utils.zygote.KernelZygote`)
+    python zygote_server.py CONFIG_JSON        (started by :class:`utils.grading.zygote.KernelZygote`)
 
 A grading kernel spends most of its start-up importing libraries (torch alone takes about 2 s
 on a 2-core machine), and nbgrader starts a new kernel for every notebook. This process imports

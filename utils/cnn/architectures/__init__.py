@@ -45,11 +45,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .checking import Case, Exercise, run_check
-from .compare import Tolerance, to_numpy
-from .deformable import _show
-from .diagnose import Mistake
-from .seeding import case_rng
+from utils.checks.exercise import Case, Exercise, run_check
+from utils.checks.compare import Tolerance, to_numpy
+from utils.checks.feedback import show
+from utils.checks.diagnose import Mistake
+from utils.checks.seeding import case_rng
 
 VALUES = Tolerance(atol=1e-10, rtol=1e-10)    # float64 on both sides: only summation order differs
 COUNT = Tolerance(atol=1e-9, rtol=0.0)         # parameter counts are integers: exact
@@ -300,7 +300,7 @@ _FINAL_ACTIVATION = ("activation on the final classifier layer: the last Linear 
                      "clips negative logits or squashes them.")
 
 LENET = _module_exercise(
-    "LeNet5", "LeNet-5 with max pooling (reference in utils.cnn_architectures)", LeNet5Reference,
+    "LeNet5", "LeNet-5 with max pooling (reference in utils.cnn.architectures)", LeNet5Reference,
     lambda hidden: _module_cases(
         "LeNet5", LeNet5Reference,
         counts=[dict(in_channels=1, num_classes=10)], outputs=[(dict(in_channels=1, num_classes=10), (2, 1, 28, 28)),
@@ -338,7 +338,7 @@ class VGGBlockReference(nn.Module):
 
 
 VGG = _module_exercise(
-    "VGGBlock", "a VGG block (reference in utils.cnn_architectures)", VGGBlockReference,
+    "VGGBlock", "a VGG block (reference in utils.cnn.architectures)", VGGBlockReference,
     lambda hidden: _module_cases(
         "VGGBlock", VGGBlockReference,
         counts=[dict(in_channels=3, out_channels=8, num_convs=2), dict(in_channels=8, out_channels=16, num_convs=3)],
@@ -621,7 +621,7 @@ class SEResNet18Reference(nn.Module):
 
 
 SE_RESNET = _module_exercise(
-    "SEResNet18", "an SE-ResNet-18 (reference in utils.cnn_architectures)", SEResNet18Reference,
+    "SEResNet18", "an SE-ResNet-18 (reference in utils.cnn.architectures)", SEResNet18Reference,
     lambda hidden: _module_cases(
         "SEResNet18", SEResNet18Reference,
         counts=[dict(num_classes=10, reduction=16), dict(num_classes=100, reduction=8)],
@@ -662,7 +662,7 @@ class CNNClassifierReference(nn.Module):
 
 
 CLASSIFIER = _module_exercise(
-    "CNNClassifier", "the repaired classifier of scenario D (reference in utils.cnn_architectures)",
+    "CNNClassifier", "the repaired classifier of scenario D (reference in utils.cnn.architectures)",
     CNNClassifierReference,
     lambda hidden: _module_cases(
         "CNNClassifier", CNNClassifierReference,
@@ -804,39 +804,39 @@ EXERCISES = {e.function: e for e in (LENET, VGG, BASIC_BLOCK, ALEXNET, SE_BLOCK,
 
 def check_LeNet5(LeNet5, hidden: bool = False) -> None:
     """Check the class ``LeNet5(in_channels=1, num_classes=10)``: parameter count and outputs."""
-    _show(run_check(LENET, LeNet5, hidden))
+    show(run_check(LENET, LeNet5, hidden))
 
 
 def check_VGGBlock(VGGBlock, hidden: bool = False) -> None:
     """Check the class ``VGGBlock(in_channels, out_channels, num_convs=2)``."""
-    _show(run_check(VGG, VGGBlock, hidden))
+    show(run_check(VGG, VGGBlock, hidden))
 
 
 def check_BasicBlock(BasicBlock, hidden: bool = False) -> None:
     """Check ``BasicBlock(in_channels, out_channels, stride=1)`` against torchvision's BasicBlock."""
-    _show(run_check(BASIC_BLOCK, BasicBlock, hidden))
+    show(run_check(BASIC_BLOCK, BasicBlock, hidden))
 
 
 def check_AlexNet(AlexNet, hidden: bool = False) -> None:
     """Check ``AlexNet(num_classes=1000)`` against ``torchvision.models.AlexNet``."""
-    _show(run_check(ALEXNET, AlexNet, hidden))
+    show(run_check(ALEXNET, AlexNet, hidden))
 
 
 def check_SEBlock(SEBlock, hidden: bool = False) -> None:
     """Check ``SEBlock(channels, reduction=16)`` against ``torchvision.ops.SqueezeExcitation``."""
-    _show(run_check(SE_BLOCK, SEBlock, hidden))
+    show(run_check(SE_BLOCK, SEBlock, hidden))
 
 
 def check_SEResNet18(SEResNet18, hidden: bool = False) -> None:
     """Check ``SEResNet18(num_classes=10, reduction=16)``."""
-    _show(run_check(SE_RESNET, SEResNet18, hidden))
+    show(run_check(SE_RESNET, SEResNet18, hidden))
 
 
 def check_CNNClassifier(CNNClassifier, hidden: bool = False) -> None:
     """Check the repaired ``CNNClassifier(num_classes=10)``."""
-    _show(run_check(CLASSIFIER, CNNClassifier, hidden))
+    show(run_check(CLASSIFIER, CNNClassifier, hidden))
 
 
 def check_block_gradient_norms(block_gradient_norms, hidden: bool = False) -> None:
     """Check ``block_gradient_norms(blocks, x, grad_output)``."""
-    _show(run_check(GRADIENT, block_gradient_norms, hidden))
+    show(run_check(GRADIENT, block_gradient_norms, hidden))

@@ -30,12 +30,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .checking import Case, Exercise, run_check
-from .compare import Tolerance, to_numpy
-from .deformable import _show
-from .diagnose import Mistake
-from .feedback import CheckResult  # noqa: F401  (re-exported type of the ✓ result)
-from .seeding import case_rng
+from utils.checks.exercise import Case, Exercise, run_check
+from utils.checks.compare import Tolerance, to_numpy
+from utils.checks.feedback import show
+from utils.checks.diagnose import Mistake
+from utils.checks.feedback import CheckResult  # noqa: F401  (re-exported type of the ✓ result)
+from utils.checks.seeding import case_rng
 
 PARAM_NAMES = ("W_xh", "W_hh", "b_xh", "b_hh", "W_hy", "b_y")
 
@@ -1127,54 +1127,54 @@ EXERCISES = {e.function: e for e in (VOCAB, SEQUENCES, INIT, FORWARD, LOSS, GRAD
 
 def check_build_vocab(build_vocab, hidden: bool = False) -> None:
     """Check ``build_vocab(text) -> (chars, char2idx, idx2char)``."""
-    _show(run_check(VOCAB, build_vocab, hidden))
+    show(run_check(VOCAB, build_vocab, hidden))
 
 
 def check_make_sequences(make_sequences, hidden: bool = False) -> None:
     """Check ``make_sequences(text, char2idx) -> (one-hot inputs, target indices)``."""
-    _show(run_check(SEQUENCES, make_sequences, hidden))
+    show(run_check(SEQUENCES, make_sequences, hidden))
 
 
 def check_init_rnn_params(init_rnn_params, hidden: bool = False) -> None:
     """Check the shapes and autograd flags of ``init_rnn_params(V, H)``."""
-    _show(run_check(INIT, init_rnn_params, hidden))
+    show(run_check(INIT, init_rnn_params, hidden))
 
 
 def check_rnn_forward(rnn_forward, hidden: bool = False) -> None:
     """Check ``rnn_forward(params, inputs, h0)`` against torch.nn.RNN + nn.Linear with the same weights."""
-    _show(run_check(FORWARD, rnn_forward, hidden))
+    show(run_check(FORWARD, rnn_forward, hidden))
 
 
 def check_rnn_loss(rnn_loss, hidden: bool = False) -> None:
     """Check ``rnn_loss(logits, targets)`` against F.cross_entropy."""
-    _show(run_check(LOSS, rnn_loss, hidden))
+    show(run_check(LOSS, rnn_loss, hidden))
 
 
 def check_rnn_gradients(rnn_gradients, hidden: bool = False) -> None:
     """Check ``rnn_gradients(params, inputs, targets, h0, forward=..., loss_fn=...)`` against loss.backward()."""
-    _show(run_check(GRADIENTS, rnn_gradients, hidden))
+    show(run_check(GRADIENTS, rnn_gradients, hidden))
 
 
 def check_perplexity(perplexity, hidden: bool = False) -> None:
     """Check ``perplexity(logits, targets)`` against exp(F.cross_entropy)."""
-    _show(run_check(PERPLEXITY, perplexity, hidden))
+    show(run_check(PERPLEXITY, perplexity, hidden))
 
 
 def check_lstm_cell(lstm_cell, hidden: bool = False) -> None:
     """Check ``lstm_cell(x, h_prev, c_prev, W_ih, W_hh, b_ih, b_hh)`` against torch.nn.LSTMCell."""
-    _show(run_check(CELL, lstm_cell, hidden))
+    show(run_check(CELL, lstm_cell, hidden))
 
 
 def check_lstm_forward(lstm_forward, hidden: bool = False) -> None:
     """Check ``lstm_forward(x, layers, h0, c0, cell=...)`` against torch.nn.LSTM(batch_first=True)."""
-    _show(run_check(LSTM_FORWARD, lstm_forward, hidden))
+    show(run_check(LSTM_FORWARD, lstm_forward, hidden))
 
 
 def check_LSTMModel(LSTMModel, hidden: bool = False) -> None:  # noqa: N802, N803 - the student's class name
     """Check the class ``LSTMModel`` (its self.lstm / self.fc and its forward)."""
-    _show(run_check(MODEL, LSTMModel, hidden))
+    show(run_check(MODEL, LSTMModel, hidden))
 
 
 def check_gradient_norms(gradient_norms, hidden: bool = False) -> None:
     """Check ``gradient_norms(rnn, x)`` against the Jacobian of the last output."""
-    _show(run_check(NORMS, gradient_norms, hidden))
+    show(run_check(NORMS, gradient_norms, hidden))

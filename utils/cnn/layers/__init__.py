@@ -39,11 +39,11 @@ import importlib
 
 import numpy as np
 
-from .checking import Case, Exercise, run_check
-from .compare import Tolerance, to_numpy
-from .deformable import _show
-from .diagnose import Mistake
-from .seeding import case_rng
+from utils.checks.exercise import Case, Exercise, run_check
+from utils.checks.compare import Tolerance, to_numpy
+from utils.checks.feedback import show
+from utils.checks.diagnose import Mistake
+from utils.checks.seeding import case_rng
 
 
 class _LazyModule:
@@ -1323,99 +1323,99 @@ def _dict(answers):
 
 def check_conv2d_forward(conv2d_forward, hidden: bool = False) -> None:
     """Check ``conv2d_forward(x, w, b, stride, padding)`` against ``torch.nn.functional.conv2d``."""
-    _show(run_check(CONV_FORWARD, conv2d_forward, hidden))
+    show(run_check(CONV_FORWARD, conv2d_forward, hidden))
 
 
 def check_conv2d_backward(conv2d_backward, hidden: bool = False) -> None:
     """Check ``conv2d_backward(dout, x, w, stride, padding) -> (dx, dw, db)`` against torch autograd."""
-    _show(run_check(CONV_BACKWARD, conv2d_backward, hidden))
+    show(run_check(CONV_BACKWARD, conv2d_backward, hidden))
 
 
 def check_maxpool2d_forward(maxpool2d_forward, hidden: bool = False) -> None:
     """Check ``maxpool2d_forward(x, kernel_size, stride)`` against ``F.max_pool2d``."""
-    _show(run_check(MAXPOOL_FORWARD, maxpool2d_forward, hidden))
+    show(run_check(MAXPOOL_FORWARD, maxpool2d_forward, hidden))
 
 
 def check_maxpool2d_backward(maxpool2d_backward, hidden: bool = False) -> None:
     """Check ``maxpool2d_backward(dout, x, kernel_size, stride) -> dx`` against torch autograd."""
-    _show(run_check(MAXPOOL_BACKWARD, maxpool2d_backward, hidden))
+    show(run_check(MAXPOOL_BACKWARD, maxpool2d_backward, hidden))
 
 
 def check_avgpool2d_forward(avgpool2d_forward, hidden: bool = False) -> None:
     """Check ``avgpool2d_forward(x, kernel_size, stride)`` against ``F.avg_pool2d``."""
-    _show(run_check(AVGPOOL_FORWARD, avgpool2d_forward, hidden))
+    show(run_check(AVGPOOL_FORWARD, avgpool2d_forward, hidden))
 
 
 def check_avgpool2d_backward(avgpool2d_backward, hidden: bool = False) -> None:
     """Check ``avgpool2d_backward(dout, x, kernel_size, stride) -> dx`` against torch autograd."""
-    _show(run_check(AVGPOOL_BACKWARD, avgpool2d_backward, hidden))
+    show(run_check(AVGPOOL_BACKWARD, avgpool2d_backward, hidden))
 
 
 def check_global_avg_pool_forward(global_avg_pool_forward, hidden: bool = False) -> None:
     """Check ``global_avg_pool_forward(x) -> (N, C)``."""
-    _show(run_check(GAP_FORWARD, global_avg_pool_forward, hidden))
+    show(run_check(GAP_FORWARD, global_avg_pool_forward, hidden))
 
 
 def check_global_avg_pool_backward(global_avg_pool_backward, hidden: bool = False) -> None:
     """Check ``global_avg_pool_backward(dout, x) -> dx``."""
-    _show(run_check(GAP_BACKWARD, global_avg_pool_backward, hidden))
+    show(run_check(GAP_BACKWARD, global_avg_pool_backward, hidden))
 
 
 def check_relu_forward(relu_forward, hidden: bool = False) -> None:
     """Check ``relu_forward(x)`` against ``F.relu``."""
-    _show(run_check(RELU_FORWARD, relu_forward, hidden))
+    show(run_check(RELU_FORWARD, relu_forward, hidden))
 
 
 def check_relu_backward(relu_backward, hidden: bool = False) -> None:
     """Check ``relu_backward(dout, x) -> dx`` against torch autograd."""
-    _show(run_check(RELU_BACKWARD, relu_backward, hidden))
+    show(run_check(RELU_BACKWARD, relu_backward, hidden))
 
 
 def check_linear_forward(linear_forward, hidden: bool = False) -> None:
     """Check ``linear_forward(x, W, b) = x @ W + b``."""
-    _show(run_check(LINEAR_FORWARD, linear_forward, hidden))
+    show(run_check(LINEAR_FORWARD, linear_forward, hidden))
 
 
 def check_linear_backward(linear_backward, hidden: bool = False) -> None:
     """Check ``linear_backward(dout, x, W) -> (dx, dW, db)`` against torch autograd."""
-    _show(run_check(LINEAR_BACKWARD, linear_backward, hidden))
+    show(run_check(LINEAR_BACKWARD, linear_backward, hidden))
 
 
 def check_batchnorm_forward(batchnorm_forward, hidden: bool = False) -> None:
     """Check ``batchnorm_forward(...) -> (out, new_running_mean, new_running_var)`` against ``F.batch_norm``."""
-    _show(run_check(BN_FORWARD, batchnorm_forward, hidden))
+    show(run_check(BN_FORWARD, batchnorm_forward, hidden))
 
 
 def check_batchnorm_backward(batchnorm_backward, hidden: bool = False) -> None:
     """Check ``batchnorm_backward(dout, x, gamma, eps) -> (dx, dgamma, dbeta)`` against torch autograd."""
-    _show(run_check(BN_BACKWARD, batchnorm_backward, hidden))
+    show(run_check(BN_BACKWARD, batchnorm_backward, hidden))
 
 
 def check_softmax_cross_entropy(softmax_cross_entropy, hidden: bool = False) -> None:
     """Check ``softmax_cross_entropy(logits, labels) -> (loss, dlogits)`` against ``F.cross_entropy``."""
-    _show(run_check(SOFTMAX_CE, softmax_cross_entropy, hidden))
+    show(run_check(SOFTMAX_CE, softmax_cross_entropy, hidden))
 
 
 def check_numerical_gradient(numerical_gradient, hidden: bool = False) -> None:
     """Check ``numerical_gradient(f, x, h)`` against exact gradients (torch autograd) of known functions."""
-    _show(run_check(NUMERICAL_GRADIENT, numerical_gradient, hidden))
+    show(run_check(NUMERICAL_GRADIENT, numerical_gradient, hidden))
 
 
 def check_size_answers(size_answers, hidden: bool = False) -> None:
     """Check the dict of output sizes against shapes torch modules produce."""
-    _show(run_check(SIZE_ANSWERS, _dict(size_answers), hidden))
+    show(run_check(SIZE_ANSWERS, _dict(size_answers), hidden))
 
 
 def check_param_answers(param_answers, hidden: bool = False) -> None:
     """Check the dict of parameter counts against ``sum(p.numel())`` of torch modules."""
-    _show(run_check(PARAM_ANSWERS, _dict(param_answers), hidden))
+    show(run_check(PARAM_ANSWERS, _dict(param_answers), hidden))
 
 
 def check_rf_answers(rf_answers, hidden: bool = False) -> None:
     """Check the dict of receptive fields against fields measured with autograd on torch modules."""
-    _show(run_check(RF_ANSWERS, _dict(rf_answers), hidden))
+    show(run_check(RF_ANSWERS, _dict(rf_answers), hidden))
 
 
 def check_hand_answers(hand_answers, hidden: bool = False) -> None:
     """Check the dict of hand-computed convolution, pooling and BatchNorm numbers against torch."""
-    _show(run_check(HAND_ANSWERS, _dict(hand_answers), hidden))
+    show(run_check(HAND_ANSWERS, _dict(hand_answers), hidden))

@@ -16,9 +16,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from .checking import Case, case_label, produce
-from .compare import to_numpy
-from .registry import exercise as find_exercise
+from utils.checks.exercise import Case, case_label, produce
+from utils.checks.compare import to_numpy
+from utils.checks.registry import exercise as find_exercise
 
 GRADING_DIR = ".grading"
 

@@ -107,3 +107,21 @@ def raise_failure(report: Report, kind: type[CheckFailure] = CheckFailure):
     error = kind(report)
     error.__suppress_context__ = True
     raise error
+
+
+def show(result: CheckResult) -> None:
+    """Show a passed check: an HTML box in JupyterLab, the plain text everywhere else.
+
+    The output carries both ``text/html`` and ``text/plain``, so a terminal, nbconvert's text
+    exports and nbgrader's feedback can fall back on the text. Failures are raised, never shown
+    here: their message is the plain-text traceback.
+    """
+    try:
+        from IPython import get_ipython
+        from IPython.display import display
+        if get_ipython() is not None:
+            display({"text/plain": result.text(), "text/html": result._repr_html_()}, raw=True)
+            return
+    except ImportError:
+        pass
+    print(result.text())

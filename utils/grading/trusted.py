@@ -34,11 +34,11 @@ from nbgrader.coursedir import CourseDirectory
 from nbgrader.preprocessors import NbGraderPreprocessor, OverwriteCells
 from traitlets import Integer, Unicode
 
-from .checking import CaseMemo, Produced, case_label, evaluate, from_scratch_report
-from .feedback import CheckResult, Report
-from .recording import GRADING_DIR, inputs_path, outputs_paths
-from .registry import MODULE_OF_CHECK, exercise as find_exercise
-from .seeding import grading_salt
+from utils.checks.exercise import CaseMemo, Produced, case_label, evaluate, from_scratch_report
+from utils.checks.feedback import CheckResult, Report
+from utils.grading.in_kernel.recording import GRADING_DIR, inputs_path, outputs_paths
+from utils.checks.registry import MODULE_OF_CHECK, exercise as find_exercise
+from utils.checks.seeding import grading_salt
 
 TRUSTED_KEY = "course_trusted_tests"
 SKIPPED_KEY = "course_skipped_cells"
@@ -219,7 +219,7 @@ class PrepareTrustedTests(NbGraderPreprocessor):
             getters = ", ".join(f"({name!r}, lambda: {arg})" for name, arg in checks)
             cell.source = ("# Graded: this cell records what your code returns; the verdict is computed "
                            "outside your kernel.\n"
-                           "from utils.recording import record as _course_record\n"
+                           "from utils.grading.in_kernel.recording import record as _course_record\n"
                            f"_course_record({cell_id!r}, [{getters}])")
         resources[TRUSTED_KEY] = prepared
         resources[SKIPPED_KEY] = skipped

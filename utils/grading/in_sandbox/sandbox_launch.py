@@ -3,7 +3,7 @@
     python -I sandbox_launch.py --cpu SECONDS --data BYTES --fsize BYTES -- KERNEL_CMD...
 
 Standard library only, run by path with ``-I``: every grading kernel pays this start-up, so it
-imports nothing it does not need (importing :mod:`utils.sandbox` would pull in nbgrader).
+imports nothing it does not need (importing :mod:`utils.grading.sandbox` would pull in nbgrader).
 """
 import os
 import resource

@@ -11,6 +11,8 @@ from typing import Callable
 
 import numpy as np
 
+from utils.checks.adapters import NotANumber, to_numpy
+
 
 @dataclass(frozen=True)
 class Tolerance:
@@ -26,6 +28,8 @@ class Tolerance:
 
 # float32 arithmetic in a student's loop must pass; real mistakes differ by ~1e-1.
 DEFAULT_TOLERANCE = Tolerance(atol=1e-5, rtol=1e-4)
+# Answers that are whole numbers (sizes, counts, byte sizes) or exact by construction.
+EXACT = Tolerance(atol=1e-9, rtol=0.0)
 
 
 @dataclass
@@ -33,21 +37,6 @@ class Mismatch:
     kind: str               # "type", "shape", "dtype", "nan", "values"
     details: list[str]
     max_abs_diff: float = float("nan")
-
-
-def to_numpy(value) -> np.ndarray | None:
-    """The student's return value as a numpy array, or None if it is not array-like."""
-    if value is None:
-        return None
-    if hasattr(value, "detach") and hasattr(value, "numpy"):  # a torch tensor
-        value = value.detach().cpu().numpy()
-    try:
-        array = np.asarray(value)
-    except Exception:
-        return None
-    if array.dtype == object:
-        return None
-    return array
 
 
 def _fmt(x: float) -> str:
@@ -61,6 +50,8 @@ def compare(actual_raw, expected: np.ndarray, tol: Tolerance,
     Returns ``(None, max_abs_diff)`` when they agree, else ``(Mismatch, ...)``.
     """
     expected = np.asarray(expected, dtype=np.float64)
+    if isinstance(actual_raw, NotANumber):
+        return Mismatch("type", [f"Expected a single number, got {actual_raw.type_name}."]), float("nan")
     actual = to_numpy(actual_raw)
     if actual is None:
         type_name = getattr(actual_raw, "type_name", type(actual_raw).__name__)

@@ -6,15 +6,15 @@ import importlib
 
 # module -> the exercises it checks (``check_<name>`` for each name)
 CHECK_MODULES: dict[str, tuple[str, ...]] = {
-    "utils.deformable": ("conv_output_size", "bilinear_interpolate", "sampling_positions", "deform_conv2d"),
-    "utils.cnn_layers": ("conv2d_forward", "conv2d_backward", "maxpool2d_forward", "maxpool2d_backward",
+    "utils.deformable_conv": ("conv_output_size", "bilinear_interpolate", "sampling_positions", "deform_conv2d"),
+    "utils.cnn.layers": ("conv2d_forward", "conv2d_backward", "maxpool2d_forward", "maxpool2d_backward",
                          "avgpool2d_forward", "avgpool2d_backward", "global_avg_pool_forward",
                          "global_avg_pool_backward", "relu_forward", "relu_backward", "linear_forward",
                          "linear_backward", "batchnorm_forward", "batchnorm_backward", "softmax_cross_entropy",
                          "numerical_gradient", "size_answers", "param_answers", "rf_answers", "hand_answers"),
-    "utils.cnn_pipeline": ("build_transforms", "split_train_val", "CustomCNN", "CustomCNNwithBN",
+    "utils.cnn.pipeline": ("build_transforms", "split_train_val", "CustomCNN", "CustomCNNwithBN",
                            "make_criterion_and_optimizer", "topk_accuracy", "train_one_epoch", "evaluate"),
-    "utils.cnn_architectures": ("LeNet5", "VGGBlock", "BasicBlock", "AlexNet", "SEBlock", "SEResNet18",
+    "utils.cnn.architectures": ("LeNet5", "VGGBlock", "BasicBlock", "AlexNet", "SEBlock", "SEResNet18",
                                 "CNNClassifier", "block_gradient_norms"),
     "utils.rnn": ("build_vocab", "make_sequences", "init_rnn_params", "rnn_forward", "rnn_loss", "rnn_gradients",
                   "perplexity", "lstm_cell", "lstm_forward", "LSTMModel", "gradient_norms"),
@@ -35,7 +35,7 @@ def check_function(check_name: str):
 
 
 def exercise(check_name: str):
-    """The :class:`~utils.checking.Exercise` behind ``check_<name>``."""
+    """The :class:`~utils.checks.exercise.Exercise` behind ``check_<name>``."""
     module = MODULE_OF_CHECK.get(check_name)
     if module is None:
         raise KeyError(f"no exercise is registered for {check_name!r}")
