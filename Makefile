@@ -11,7 +11,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 # many-grader gradebook test, Chromium runs the JupyterLab browser test.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup system-packages demo test release bench clean-grading
+.PHONY: setup system-packages demo test test-fast lint release bench clean-grading
 
 setup: system-packages $(STAMP)
 
@@ -26,10 +26,12 @@ system-packages:
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq $$missing; \
 	fi
 
+# The course with its grading and test groups: what an instructor and CI need
+# (a student's environment is `pip install -e .`).
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -e .
+	$(PY) -m pip install --quiet -e ".[grading,test]"
 	@touch $(STAMP)
 
 ## Regenerate release/ from source/ with nbgrader generate_assignment.
@@ -40,9 +42,18 @@ release: setup
 demo: setup
 	$(PY) -m utils.instructor.demo
 
-## Every test: checkers, notebooks (nbval), release sync, nbgrader end to end.
-test: setup
+## Every test: lint, checkers, notebooks (nbval), release sync, nbgrader end to end, browser.
+test: setup lint
 	COURSE_REQUIRE_BROWSER=1 $(PY) -m pytest
+
+## The inner loop (a minute or two): the check core, the contract over every exercise and the
+## checker tests; no nbgrader, no sandbox, no browser, no notebooks.
+FAST_TESTS := tests/test_contract.py tests/test_registry.py tests/test_environment.py $(wildcard tests/test_*_checks.py)
+test-fast: setup lint
+	$(PY) -m pytest -q $(FAST_TESTS)
+
+lint: setup
+	$(VENV)/bin/ruff check .
 
 ## Benchmarks (timings are printed, never asserted).
 bench: setup

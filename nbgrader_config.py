@@ -4,14 +4,36 @@ Run every nbgrader command from this folder (the course root).
 """
 import os
 
-c = get_config()  # noqa: F821 - provided by nbgrader
+from nbconvert.preprocessors import ClearMetadataPreprocessor
+from nbgrader.preprocessors import (
+    AssignLatePenalties,
+    CheckCellMetadata,
+    ClearOutput,
+    DeduplicateIds,
+    IgnorePattern,
+    LimitOutput,
+    OverwriteKernelspec,
+    SaveAutoGrades,
+)
+
+from utils.grading import nbgrader_patches
+from utils.grading.gradebook import sqlite_gradebook_url
+from utils.grading.preprocessors import (
+    ApplyTrustedVerdicts,
+    FilterHarmlessStderr,
+    OverwriteCellsInPlace,
+    PrepareTrustedTests,
+    RestoreGradeCells,
+    SandboxedExecute,
+)
+
+c = get_config()  # provided by nbgrader
 
 ROOT = os.path.dirname(os.path.abspath(__file__))
 
 c.CourseDirectory.course_id = "dl-architectures"
 c.CourseDirectory.root = ROOT
-# Waits up to 60 s on a locked gradebook instead of failing at once.
-c.CourseDirectory.db_url = "sqlite:///" + os.path.join(ROOT, "gradebook.db") + "?timeout=60"
+c.CourseDirectory.db_url = sqlite_gradebook_url(ROOT)
 
 # Files a student adds are not copied into autograded/: a submitted utils.py or utils/
 # would otherwise shadow the installed checks in the grading kernel.
@@ -24,19 +46,10 @@ c.CourseDirectory.ignore = [
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
 c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
 
-# Grading runs each student's kernel in a bubblewrap sandbox (utils/grading/sandbox.py) and decides
-# verdicts outside it (utils/grading/trusted.py): the kernel only records what the student's code returns
-# on inputs drawn with a course secret; references and points are computed here.
-from nbconvert.preprocessors import ClearMetadataPreprocessor  # noqa: E402
-from nbgrader.preprocessors import (AssignLatePenalties, CheckCellMetadata, ClearOutput,  # noqa: E402
-                                    DeduplicateIds, IgnorePattern, LimitOutput,
-                                    OverwriteKernelspec, SaveAutoGrades)
-
-from utils.grading.nbgrader_ext import FilterHarmlessStderr  # noqa: E402
-from utils.grading.sandbox import SandboxedExecute  # noqa: E402
-from utils.grading.trusted import (ApplyTrustedVerdicts, OverwriteCellsInPlace, PrepareTrustedTests,  # noqa: E402
-                           RestoreGradeCells)
-
+# Grading runs each student's kernel in a bubblewrap sandbox (SandboxedExecute) and decides
+# verdicts outside it (PrepareTrustedTests, ApplyTrustedVerdicts; utils/grading/trusted.py): the
+# kernel only records what the student's code returns on inputs drawn with a course secret;
+# references and points are computed here.
 c.Autograde.sanitize_preprocessors = [
     ClearOutput,
     DeduplicateIds,
@@ -75,6 +88,4 @@ c.SandboxedExecute.from_scratch = {
 }
 
 # Unreadable (invalid JSON) and renamed notebooks are graded with a note instead of dropped.
-from utils.grading.nbgrader_ext import repair_submissions  # noqa: E402
-
-repair_submissions()
+nbgrader_patches.install()

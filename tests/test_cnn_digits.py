@@ -28,7 +28,7 @@ def notebook_namespace() -> dict:
             for c in nb.cells if c.cell_type == "code"}
     namespace: dict = {}
     for name in CELLS:
-        exec(compile(code[name], f"<cnn_pipeline.ipynb:{name}>", "exec"), namespace)   # noqa: S102
+        exec(compile(code[name], f"<cnn_pipeline.ipynb:{name}>", "exec"), namespace)
     return namespace
 
 

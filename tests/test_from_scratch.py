@@ -11,11 +11,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from utils import (check_conv2d_forward, check_deform_conv2d, check_lstm_cell,
-                   check_scaled_dot_product_attention)
+from utils import check_conv2d_forward, check_deform_conv2d, check_lstm_cell, check_scaled_dot_product_attention
 from utils.checks.feedback import CheckFailure
 from utils.checks.registry import exercise
-from utils.grading.trusted import _forbidden_reference
+from utils.grading.trusted import forbidden_reference
 
 
 def sdpa_via_torch(q, k, v, mask=None):
@@ -47,7 +46,7 @@ def test_lstm_cell_wrapping_nn_lstmcell_is_rejected():
     def lstm_cell(x, h_prev, c_prev, W_ih, W_hh, b_ih, b_hh):
         cell = torch.nn.LSTMCell(W_ih.shape[1], W_hh.shape[1]).to(x.dtype)
         with torch.no_grad():
-            for p, v in zip(cell.parameters(), (W_ih, W_hh, b_ih, b_hh)):
+            for p, v in zip(cell.parameters(), (W_ih, W_hh, b_ih, b_hh), strict=True):
                 p.copy_(v)
         return cell(x, (h_prev, c_prev))
 
@@ -68,7 +67,9 @@ def test_deform_conv2d_wrapping_torchvision_is_rejected():
     import torchvision
 
     def deform_conv2d(a_l, delta, mask, weight, stride=1, padding=0, dilation=1):
-        t = lambda a: torch.from_numpy(np.asarray(a, dtype=np.float64))  # noqa: E731
+        def t(a):
+            return torch.from_numpy(np.asarray(a, dtype=np.float64))
+
         return torchvision.ops.deform_conv2d(t(a_l), t(delta), t(weight), stride=stride, padding=padding,
                                              dilation=dilation, mask=t(mask)).numpy()
 
@@ -77,7 +78,9 @@ def test_deform_conv2d_wrapping_torchvision_is_rejected():
 
 
 def test_the_call_watcher_restores_the_profiler():
-    sentinel = lambda *args: None  # noqa: E731
+    def sentinel(*args):
+        return None
+
     sys.setprofile(sentinel)
     try:
         with pytest.raises(CheckFailure):
@@ -97,4 +100,4 @@ def test_the_call_watcher_restores_the_profiler():
 ])
 def test_the_trusted_grader_finds_library_names_in_the_answer(source, expected):
     definition = ast.parse(source).body[0]
-    assert _forbidden_reference(definition, exercise("check_scaled_dot_product_attention").forbidden) == expected
+    assert forbidden_reference(definition, exercise("check_scaled_dot_product_attention").forbidden) == expected

@@ -10,7 +10,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from utils.instructor import demo
+from utils.grading.gradebook import sqlite_gradebook_url
 from utils.instructor.course import nbgrader
 
 
@@ -60,12 +60,12 @@ def test_a_submitted_utils_module_cannot_shadow_the_checks(course, outcomes):
     nbgrader("autograde", assignment, "--force", f"--student={student}", root=course, check=False)
     assert not (course / "autograded" / student / assignment / "utils.py").exists()
     from nbgrader.api import Gradebook
-    with Gradebook(demo.db_url(course)) as gb:
+    with Gradebook(sqlite_gradebook_url(course)) as gb:
         assert gb.find_submission(assignment, student).code_score == 0
 
 
 def test_harmless_stderr_is_filtered_but_real_errors_are_kept():
-    from utils.grading.nbgrader_ext import FilterHarmlessStderr
+    from utils.grading.preprocessors import FilterHarmlessStderr
     nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x")])
     nb.cells[0].outputs = [
         nbformat.v4.new_output("stream", name="stderr", text=(

@@ -26,6 +26,8 @@ import nbformat
 import pytest
 from nbgrader.api import Gradebook
 
+from utils.grading.gradebook import sqlite_gradebook_url
+
 BROKEN = "aaa_broken_metadata"   # sorts first: the first student of its shard
 SHARD_SIZE = 2                   # several shards on the two workers, the broken one with a shard-mate
 
@@ -44,10 +46,6 @@ class ParallelRun:
         return next(iter(self.students))
 
 
-def db_url(root: Path) -> str:
-    return f"sqlite:///{root / 'gradebook.db'}?timeout=60"
-
-
 def fresh_course(graded: Path, target: Path, students: dict[str, list[str]]) -> Path:
     """A course that has released the assignments and received their students' submissions, but graded nothing."""
     target.mkdir(parents=True)
@@ -59,7 +57,7 @@ def fresh_course(graded: Path, target: Path, students: dict[str, list[str]]) -> 
         for student in names:
             shutil.copytree(graded / "submitted" / student / assignment,
                             target / "submitted" / student / assignment)
-    with Gradebook(db_url(target), "dl-architectures") as gb:
+    with Gradebook(sqlite_gradebook_url(target), "dl-architectures") as gb:
         for student in [s.id for s in gb.students]:
             gb.remove_student(student)   # and its submissions and grades
     return target
@@ -101,7 +99,7 @@ def parallel_run(graded_course, tmp_path_factory) -> ParallelRun:
 def code_scores(root: Path, assignment: str, students: list[str]) -> dict:
     """(student, notebook) -> (code score, {test cell: auto score})."""
     scores = {}
-    with Gradebook(db_url(root), "dl-architectures") as gb:
+    with Gradebook(sqlite_gradebook_url(root), "dl-architectures") as gb:
         for student in students:
             for nb in gb.find_submission(assignment, student).notebooks:
                 cells = {g.name: (g.auto_score, g.max_score) for g in nb.grades}

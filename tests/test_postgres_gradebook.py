@@ -13,6 +13,7 @@ import shutil
 import pytest
 from nbgrader.api import Gradebook
 
+from utils.grading.gradebook import sqlite_gradebook_url
 from utils.instructor import parallel
 from utils.instructor.course import nbgrader
 from utils.instructor.pgserver import PostgresServer, ServerUnavailable, find_bindir
@@ -48,7 +49,7 @@ def overlapping(results) -> bool:
 
 def test_concurrent_shards_write_a_postgres_gradebook(graded_course, postgres, tmp_path):
     assignment = "deformable_conv" if "deformable_conv" in graded_course.names else graded_course.names[0]
-    sqlite_url = f"sqlite:///{graded_course.root / 'gradebook.db'}?timeout=60"
+    sqlite_url = sqlite_gradebook_url(graded_course.root)
     with Gradebook(sqlite_url, COURSE_ID) as gb:
         sampled = sorted(s.student.id for s in gb.find_assignment(assignment).submissions)
     # the solution and one mistake (two scores that differ), one student per shard: two shards at once

@@ -1,4 +1,4 @@
-"""Tests for utils/rnn/__init__.py: every check accepts correct variants, names each catalogued mistake,
+"""Tests for the checks in utils/rnn/: every check accepts correct variants, names each catalogued mistake,
 reports stubs as not implemented, leaves the global RNGs alone; the sample mistakes apply."""
 from __future__ import annotations
 
@@ -11,11 +11,11 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from notebook_solutions import NotebookSolutions
 from utils import rnn as R
 from utils.checks.feedback import CheckFailure, NotImplementedYet
 from utils.instructor.samples import mistakes_for
-
-from notebook_solutions import NotebookSolutions
+from utils.rnn.shared import PARAM_NAMES
 
 NOTEBOOK = Path(__file__).resolve().parents[1] / "source" / "rnn" / "rnn.ipynb"
 CHECKS = {name: getattr(R, f"check_{name}") for name in R.EXERCISES}
@@ -124,7 +124,7 @@ def test_gradient_variants_pass(sol):
     def all_at_once(params, inputs, targets, h0, forward, loss_fn):
         loss = loss_fn(forward(params, inputs, h0)[0], targets)
         grads = torch.autograd.grad(loss, list(params.values()))
-        return dict(zip(params, grads))
+        return dict(zip(params, grads, strict=True))
 
     def with_backward(params, inputs, targets, h0, forward, loss_fn):
         loss_fn(forward(params, inputs, h0)[0], targets).backward()
@@ -158,9 +158,9 @@ def test_lstm_forward_variants_pass():
         outputs = []
         for t in range(x.shape[1]):
             inp = x[:, t]
-            for l, weights in enumerate(layers):
-                hs[l], cs[l] = cell(inp, hs[l], cs[l], *weights)
-                inp = hs[l]
+            for layer, weights in enumerate(layers):
+                hs[layer], cs[layer] = cell(inp, hs[layer], cs[layer], *weights)
+                inp = hs[layer]
             outputs.append(inp)
         return torch.stack(outputs, 1), (torch.stack(hs), torch.stack(cs))
 
@@ -261,7 +261,7 @@ def test_init_mistakes(kind, keyword):
 
 def _forward(kind):
     def rnn_forward(params, inputs, h0):
-        W_xh, W_hh, b_xh, b_hh, W_hy, b_y = (params[k] for k in R.PARAM_NAMES)
+        W_xh, W_hh, b_xh, b_hh, W_hy, b_y = (params[k] for k in PARAM_NAMES)
         h = torch.zeros_like(h0) if kind == "ignore_h0" else h0
         logits = []
         for t in range(inputs.shape[0]):
@@ -357,7 +357,7 @@ def _cell(kind):
         gates = x @ W_ih.T + b_ih + h @ W_hh.T + (0 if kind == "no_bhh" else b_hh)
         blocks = gates.chunk(4, dim=-1)
         order = {"figo": "figo", "ifog": "ifog", "iofg": "iofg"}.get(kind, "ifgo")
-        z = dict(zip(order, blocks))
+        z = dict(zip(order, blocks, strict=True))
         i, f, o = torch.sigmoid(z["i"]), torch.sigmoid(z["f"]), torch.sigmoid(z["o"])
         g = torch.sigmoid(z["g"]) if kind == "g_sigmoid" else torch.tanh(z["g"])
         c_new = i * g if kind == "no_forget" else f * c + i * g
@@ -378,14 +378,14 @@ def test_lstm_cell_mistakes(kind, keyword):
 def _stack(kind):
     def lstm_forward(x, layers, h0, c0, cell):
         seq, h_n, c_n = x, [], []
-        for l, weights in enumerate(layers):
-            s = 0 if kind == "shared_state" else l
+        for layer, weights in enumerate(layers):
+            s = 0 if kind == "shared_state" else layer
             h, c = h0[s], c0[s]
             source = x if kind == "read_x" else seq
             outs = []
             for t in range(source.shape[1]):
                 if kind == "reset_h":
-                    h = torch.zeros_like(h0[l])
+                    h = torch.zeros_like(h0[layer])
                 if kind == "no_carry":
                     h, _ = cell(source[:, t], h, c, *weights)
                 else:

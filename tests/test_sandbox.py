@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
+from utils.grading.sandbox import SandboxSettings, bwrap_command
 from utils.instructor.course import REPO_ROOT
-from utils.grading.sandbox import bwrap_command
 
 pytestmark = pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap is not installed")
 
@@ -18,16 +18,17 @@ def sandboxed(tmp_path, code: str, blocked=()) -> subprocess.CompletedProcess:
     student, run = tmp_path / "student", tmp_path / "run"
     student.mkdir()
     run.mkdir()
-    cmd = bwrap_command([sys.executable, "-c", code], bwrap=shutil.which("bwrap"), student_dir=str(student),
-                        run_dir=str(run), blocked_modules=list(blocked), notebook="demo.ipynb",
-                        cpu_seconds=60, data_bytes=4 * 2**30, file_bytes=2**26)
+    cmd = bwrap_command([sys.executable, "-c", code], SandboxSettings(
+        bwrap=shutil.which("bwrap"), student_dir=str(student), run_dir=str(run), blocked_modules=list(blocked),
+        notebook="demo.ipynb", cpu_seconds=60, data_bytes=4 * 2**30, file_bytes=2**26))
     return subprocess.run(cmd, capture_output=True, text=True, cwd=student, timeout=120)
 
 
 def test_tmp_is_emptied_before_the_environment_is_mounted():
     """An environment or course under /tmp (a CI checkout, a temporary course) must stay visible."""
-    cmd = bwrap_command(["true"], bwrap="bwrap", student_dir="/tmp/s", run_dir="/tmp/r", blocked_modules=[],
-                        notebook="x", cpu_seconds=1, data_bytes=1, file_bytes=1)
+    cmd = bwrap_command(["true"], SandboxSettings(bwrap="bwrap", student_dir="/tmp/s", run_dir="/tmp/r",
+                                                  blocked_modules=[], notebook="x", cpu_seconds=1, data_bytes=1,
+                                                  file_bytes=1))
     tmpfs = cmd.index("--tmpfs")
     assert cmd[tmpfs + 1] == "/tmp"
     assert all(i > tmpfs for i, arg in enumerate(cmd) if arg in ("--ro-bind", "--bind"))
@@ -42,7 +43,8 @@ def test_the_kernel_sees_the_environment_but_not_the_course(tmp_path):
         "                  'secret': os.path.exists(os.path.join(root, '.grading_secret')),\n"
         "                  'home': os.path.expanduser('~'), 'tmp': os.listdir('/tmp') != []}))\n"
         "open('answer.txt', 'w').write('ok')\n"
-        "try:\n    open(os.path.join(root, 'utils', 'x.txt'), 'w')\nexcept OSError as e:\n    print('readonly', e.errno)\n")
+        "try:\n    open(os.path.join(root, 'utils', 'x.txt'), 'w')\n"
+        "except OSError as e:\n    print('readonly', e.errno)\n")
     proc = sandboxed(tmp_path, probe)
     assert proc.returncode == 0, proc.stderr
     seen = json.loads(proc.stdout.splitlines()[0])
@@ -88,6 +90,7 @@ class WarmKernel:
 
     def __init__(self, zygote, root, student: str, cpu_seconds: int = 60, run_base=None):
         import tempfile
+
         from jupyter_client import BlockingKernelClient
         from jupyter_client.connect import write_connection_file
         self.folder = root / "autograded" / student / "hw"

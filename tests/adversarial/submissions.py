@@ -64,8 +64,9 @@ TRICKS = {
         "np.testing.assert_allclose = lambda *args, **kwargs: None\n"
         "np.isclose = lambda a, b, *args, **kwargs: np.ones(np.broadcast(a, b).shape, dtype=bool)"], []),
     "trick_patch_reference": ([
-        "import utils.deformable_conv as _d\n"
-        "_d.torchvision_deform_conv2d = lambda a_l, delta, mask, weight, **kw: deform_conv2d(a_l, delta, mask, weight, **kw)\n"
+        "import utils.deformable_conv.deform_conv2d as _d\n"
+        "_d.torchvision_deform_conv2d = lambda a_l, delta, mask, weight, **kw: "
+        "deform_conv2d(a_l, delta, mask, weight, **kw)\n"
         "try:\n"
         "    import torchvision.ops\n"
         "    torchvision.ops.deform_conv2d = lambda *args, **kwargs: None\n"
@@ -167,7 +168,8 @@ def build(course: Path) -> dict[str, str]:
 
     write("honest", solution)
     deleted = nbformat.from_dict(json.loads(json.dumps(solution)))
-    deleted.cells = [c for c in deleted.cells if not c.metadata.get("nbgrader", {}).get("grade_id", "").startswith("test_")]
+    deleted.cells = [c for c in deleted.cells
+                     if not c.metadata.get("nbgrader", {}).get("grade_id", "").startswith("test_")]
     write("honest_deleted_tests", deleted)
     edited = nbformat.from_dict(json.loads(json.dumps(solution)))
     for cell in edited.cells:

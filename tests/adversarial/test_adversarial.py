@@ -16,8 +16,9 @@ from pathlib import Path
 import pytest
 from nbgrader.api import Gradebook
 
+from utils.grading.gradebook import sqlite_gradebook_url
 from utils.instructor.course import REPO_ROOT, generate_release, nbgrader
-from utils.instructor.demo import db_url, feedback_text
+from utils.instructor.demo import feedback_text
 
 from . import submissions as subs
 
@@ -34,7 +35,7 @@ def _autograde(root: Path, *args: str, check: bool = True):
 
 
 def _scores(root: Path) -> dict[str, float]:
-    with Gradebook(db_url(root)) as gb:
+    with Gradebook(sqlite_gradebook_url(root)) as gb:
         return {s.student.id: float(s.code_score) for s in gb.assignment_submissions(subs.ASSIGNMENT)}
 
 
@@ -68,7 +69,7 @@ def test_batch_grades_every_submission(batch):
 
 def test_honest_submissions_get_full_marks(batch):
     root, expectations, scores, _, _ = batch
-    with Gradebook(db_url(root)) as gb:
+    with Gradebook(sqlite_gradebook_url(root)) as gb:
         best = float(gb.find_assignment(subs.ASSIGNMENT).max_code_score)
     for student in subs.HONEST:
         assert scores[student] == best, f"{student}: {scores[student]} of {best}"

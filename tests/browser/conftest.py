@@ -99,7 +99,7 @@ def page(browser_context, request, artifacts):
     if report is not None and report.failed:
         try:
             pg.screenshot(path=str(artifacts / f"{_safe(request.node.name)}-failed.png"))
-        except Exception:  # noqa: BLE001 - best effort on a failing page
+        except Exception:   # best effort on a failing page
             pass
     pg.close()
 

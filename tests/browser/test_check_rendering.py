@@ -11,12 +11,13 @@ import re
 import pytest
 from IPython.core.formatters import DisplayFormatter
 
-from utils.checks.feedback import show as _show
 from utils.checks.feedback import CheckFailure, CheckResult, Report, raise_failure
+from utils.checks.feedback import show as _show
 
 RESULT = CheckResult("deform_conv2d", "torchvision.ops.deform_conv2d", 6, 1.8e-15, "1e-05 + 0.0001·|expected|")
 REPORT = Report(headline="deform_conv2d does not match torchvision.ops.deform_conv2d",
-                case="Case 2 of 6: N=1, C_in=1, C_out=2, 5×4 input", details=["Shape OK (1, 2, 5, 4). 40 of 40 values differ."],
+                case="Case 2 of 6: N=1, C_in=1, C_out=2, 5×4 input",
+                details=["Shape OK (1, 2, 5, 4). 40 of 40 values differ."],
                 likely_cause="your output equals the reference computed with Δy and Δx swapped",
                 hint="offset channel 2k is Δy (rows) & 2k+1 is Δx <columns>")
 

@@ -79,3 +79,10 @@ def float64_array(value) -> np.ndarray:
     if hasattr(value, "detach"):
         value = value.detach().cpu().numpy()
     return np.array(value, dtype=np.float64)
+
+
+def returned_array(value):
+    """What the student returned, as a numpy array when it is array-like (a tensor is detached and moved
+    to the CPU); anything else (None, a string, a list of tensors) unchanged, for the comparison to report."""
+    array = to_numpy(value)
+    return value if array is None else array

@@ -6,8 +6,8 @@ many elements differ, the largest difference with its index, and the tolerance.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 

@@ -10,12 +10,12 @@ compares with the reference (in the trusted grading process).
 from __future__ import annotations
 
 import copy
-import importlib
 import os
 import sys
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -123,7 +123,7 @@ class _CallWatcher:
             if obj is None:
                 continue
             if isinstance(obj, type):
-                obj = getattr(obj, "forward", None) or getattr(obj, "__call__", None)
+                obj = getattr(obj, "forward", None) or obj.__call__
             code = getattr(obj, "__code__", None)
             if code is not None:
                 self.codes.setdefault(code, path)

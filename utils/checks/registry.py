@@ -1,30 +1,43 @@
 """Which module defines each check, so that ``utils`` imports an assignment's module
-(and torch) only when one of its checks is used."""
+(and torch) only when one of its checks is used; and which notebook calls those checks."""
 from __future__ import annotations
 
 import importlib
+from typing import NamedTuple
 
-# module -> the exercises it checks (``check_<name>`` for each name)
-CHECK_MODULES: dict[str, tuple[str, ...]] = {
-    "utils.deformable_conv": ("conv_output_size", "bilinear_interpolate", "sampling_positions", "deform_conv2d"),
-    "utils.cnn.layers": ("conv2d_forward", "conv2d_backward", "maxpool2d_forward", "maxpool2d_backward",
-                         "avgpool2d_forward", "avgpool2d_backward", "global_avg_pool_forward",
-                         "global_avg_pool_backward", "relu_forward", "relu_backward", "linear_forward",
-                         "linear_backward", "batchnorm_forward", "batchnorm_backward", "softmax_cross_entropy",
-                         "numerical_gradient", "size_answers", "param_answers", "rf_answers", "hand_answers"),
-    "utils.cnn.pipeline": ("build_transforms", "split_train_val", "CustomCNN", "CustomCNNwithBN",
-                           "make_criterion_and_optimizer", "topk_accuracy", "train_one_epoch", "evaluate"),
-    "utils.cnn.architectures": ("LeNet5", "VGGBlock", "BasicBlock", "AlexNet", "SEBlock", "SEResNet18",
-                                "CNNClassifier", "block_gradient_norms"),
-    "utils.rnn": ("build_vocab", "make_sequences", "init_rnn_params", "rnn_forward", "rnn_loss", "rnn_gradients",
-                  "perplexity", "lstm_cell", "lstm_forward", "LSTMModel", "gradient_norms"),
-    "utils.attention": ("scaled_dot_product_attention", "multi_head_attention", "positional_encoding",
-                        "transformer_encoder_block", "mha_param_count", "attention_matrix_bytes", "kv_cache_bytes"),
-    "utils.vit": ("patchify", "patch_embed_linear", "patch_embed_conv", "embed_tokens", "ViT", "vit_param_count",
-                  "attention_weights"),
+
+class CheckModule(NamedTuple):
+    notebook: str                 # the notebook its checks are called from: source/<notebook>.ipynb
+    exercises: tuple[str, ...]    # ``check_<name>`` for each name, in the module's EXERCISES order
+
+
+CHECK_MODULES: dict[str, CheckModule] = {
+    "utils.deformable_conv": CheckModule("deformable_conv/deformable_conv", (
+        "conv_output_size", "bilinear_interpolate", "sampling_positions", "deform_conv2d")),
+    "utils.cnn.layers": CheckModule("cnn/cnn_layers", (
+        "conv2d_forward", "conv2d_backward", "maxpool2d_forward", "maxpool2d_backward", "avgpool2d_forward",
+        "avgpool2d_backward", "global_avg_pool_forward", "global_avg_pool_backward", "relu_forward",
+        "relu_backward", "linear_forward", "linear_backward", "batchnorm_forward", "batchnorm_backward",
+        "softmax_cross_entropy", "numerical_gradient", "size_answers", "param_answers", "rf_answers",
+        "hand_answers")),
+    "utils.cnn.pipeline": CheckModule("cnn/cnn_pipeline", (
+        "build_transforms", "split_train_val", "CustomCNN", "CustomCNNwithBN", "make_criterion_and_optimizer",
+        "topk_accuracy", "train_one_epoch", "evaluate")),
+    "utils.cnn.architectures": CheckModule("cnn/cnn_architectures", (
+        "LeNet5", "VGGBlock", "BasicBlock", "AlexNet", "SEBlock", "SEResNet18", "CNNClassifier",
+        "block_gradient_norms")),
+    "utils.rnn": CheckModule("rnn/rnn", (
+        "build_vocab", "make_sequences", "init_rnn_params", "rnn_forward", "rnn_loss", "rnn_gradients",
+        "perplexity", "lstm_cell", "lstm_forward", "LSTMModel", "gradient_norms")),
+    "utils.attention": CheckModule("attention/attention", (
+        "scaled_dot_product_attention", "multi_head_attention", "positional_encoding", "transformer_encoder_block",
+        "mha_param_count", "attention_matrix_bytes", "kv_cache_bytes")),
+    "utils.vit": CheckModule("vit/vit", (
+        "patchify", "patch_embed_linear", "patch_embed_conv", "embed_tokens", "ViT", "vit_param_count",
+        "attention_weights")),
 }
 
-MODULE_OF_CHECK = {f"check_{name}": module for module, names in CHECK_MODULES.items() for name in names}
+MODULE_OF_CHECK = {f"check_{name}": module for module, entry in CHECK_MODULES.items() for name in entry.exercises}
 
 
 def check_function(check_name: str):

@@ -1,12 +1,23 @@
 """Grading infrastructure, by where the code runs.
 
-* this folder — the trusted grader: nbgrader preprocessors and the process that starts sandboxed
-  kernels (:mod:`~utils.grading.sandbox`, :mod:`~utils.grading.zygote`), reads what a kernel
-  recorded and decides verdicts (:mod:`~utils.grading.trusted`). It may import nbgrader, the check
-  core and the assignment packages. Everything a kernel wrote is untrusted input here.
+* this folder — the trusted grader, run by nbgrader (nbgrader_config.py) and the parallel grader.
+  It may import nbgrader, the check core and the assignment packages; everything a kernel wrote
+  is untrusted input here.
+
+  - :mod:`~utils.grading.preprocessors`: the nbgrader preprocessors, one per module;
+  - :mod:`~utils.grading.trusted`: what the trusted-grading preprocessors share (the checks a
+    test cell calls, the course secret, the hidden cases); :mod:`~utils.grading.recorded_outputs`
+    reads what a kernel recorded;
+  - :mod:`~utils.grading.sandbox`: the bubblewrap sandbox of a kernel; :mod:`~utils.grading.zygote`:
+    warm kernels forked in that sandbox; :mod:`~utils.grading.kernel_manager` starts a kernel either way;
+  - :mod:`~utils.grading.submission_repair` and :mod:`~utils.grading.nbgrader_patches`: unreadable
+    and renamed notebooks, and the one place nbgrader's own code is patched;
+  - :mod:`~utils.grading.gradebook`: the course's gradebook URL.
 * :mod:`utils.grading.in_kernel` — imported inside the student's (sandboxed) kernel: it runs the
   student's functions on the grading inputs and records the outputs. It may import the check core
   and numpy, never nbgrader and never the course secret.
 * :mod:`utils.grading.in_sandbox` — run by path inside bubblewrap before a kernel starts, with
   ``python -I``: the standard library only, and nothing else of this package.
+
+Imports go one way: preprocessors → kernel_manager → zygote → sandbox.
 """

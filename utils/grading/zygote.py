@@ -74,7 +74,7 @@ class ZygoteKernelProcess:
 
     stdin = stdout = stderr = None
 
-    def __init__(self, zygote: "KernelZygote", pid: int):
+    def __init__(self, zygote: KernelZygote, pid: int):
         self.zygote, self.pid, self.returncode = zygote, pid, None
 
     def poll(self):
@@ -181,7 +181,7 @@ class KernelZygote:
         for stream in (self.process.stdin, self.process.stdout):
             try:
                 stream.close()
-            except Exception:  # noqa: BLE001
+            except Exception:   # already closed
                 pass
 
 

@@ -13,14 +13,24 @@ import argparse
 import contextlib
 import importlib
 import io
+import json
+import os
+import shutil
+import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Callable
+from functools import partial
 from pathlib import Path
-from typing import Callable
 
-import nbformat
+from utils.grading.gradebook import sqlite_gradebook_url
+from utils.grading.sandbox import IN_SANDBOX_DIR
 
-from .course import REPO_ROOT, solution_code
+from .course import REPO_ROOT, assignments, build_submissions, generate_release, nbgrader, notebooks
+from .parallel import StudentResult, startup_summary
+from .solutions import NotebookSolutions
+from .solutions import solution_cells as read_solution_cells
 
 GOAL_SECONDS = 5.0   # the goal for one check_* call, visible or hidden
 
@@ -30,26 +40,8 @@ class BenchmarkUnavailable(Exception):
 
 
 def solution_cells(notebook: Path) -> dict[str, str]:
-    """grade_id -> instructor code of each solution *code* cell of a source notebook, in notebook order.
-
-    Written answers (markdown solution cells) are not code and are left out.
-    """
-    nb = nbformat.read(notebook, as_version=4)
-    cells = {}
-    for cell in nb.cells:
-        meta = cell.metadata.get("nbgrader", {})
-        if cell.cell_type == "code" and meta.get("solution"):
-            cells[meta.get("grade_id", f"cell_{len(cells)}")] = solution_code(cell.source)
-    return cells
-
-
-def imports_cell(notebook: Path) -> str:
-    """The code of the notebook's locked ``imports`` cell ('' when there is none)."""
-    nb = nbformat.read(notebook, as_version=4)
-    for cell in nb.cells:
-        if cell.cell_type == "code" and cell.metadata.get("nbgrader", {}).get("grade_id") == "imports":
-            return cell.source
-    return ""
+    """grade_id -> instructor code of each solution *code* cell of a source notebook, in notebook order."""
+    return read_solution_cells(notebook, code_only=True)
 
 
 def load_solution(notebook: Path, cells: dict[str, str] | None = None) -> dict:
@@ -62,13 +54,10 @@ def load_solution(notebook: Path, cells: dict[str, str] | None = None) -> dict:
             f"{notebook.relative_to(REPO_ROOT) if notebook.is_relative_to(REPO_ROOT) else notebook} not found: "
             "this benchmark times the instructor solution in that notebook (nothing is embedded here); "
             "create the notebook first.")
-    cells = solution_cells(notebook) if cells is None else cells
-    if not cells:
+    solutions = NotebookSolutions(notebook, {"__name__": f"solution_of_{notebook.stem}"}, imports=True)
+    if not solutions.cells:
         raise BenchmarkUnavailable(f"{notebook} has no solution code cells (nbgrader.solution = true).")
-    namespace: dict = {"__name__": f"solution_of_{notebook.stem}"}
-    for grade_id, code in [("imports", imports_cell(notebook))] + list(cells.items()):
-        exec(compile(code, f"<{notebook.name}:{grade_id}>", "exec"), namespace)   # noqa: S102 - our notebook
-    return namespace
+    return solutions.run(cells)
 
 
 def _timed(fn: Callable[[], object]) -> tuple[float, object]:
@@ -100,7 +89,7 @@ def time_checks(checks: dict[str, Callable], functions: dict[str, Callable], out
             shown = io.StringIO()
             try:
                 with contextlib.redirect_stdout(shown):
-                    seconds, _ = _timed(lambda: check(functions[name], hidden=hidden))
+                    seconds, _ = _timed(partial(check, functions[name], hidden=hidden))
             except CheckFailure as failure:
                 failures += 1
                 print(f"  {'check_' + name:32} FAILED (hidden={hidden}):{failure}", file=out)
@@ -143,9 +132,8 @@ def bench_deformable() -> int:
 # --------------------------------------------------------------------------- grading a class
 
 def _launcher_seconds(repeat: int = 3) -> tuple[float, float]:
-    """Seconds to run the sandbox's resource-limit launcher (``utils/grading/in_sandbox/sandbox_launch.py ... -- true``)
+    """Seconds to run the sandbox's resource-limit launcher (``in_sandbox/sandbox_launch.py ... -- true``)
     and a bare ``python -c pass``: the launcher's own imports are paid by every grading kernel."""
-    import subprocess
 
     def best(cmd):
         times = []
@@ -155,7 +143,7 @@ def _launcher_seconds(repeat: int = 3) -> tuple[float, float]:
             times.append(time.perf_counter() - start)
         return min(times)
 
-    launcher = best([sys.executable, "-I", str(REPO_ROOT / "utils" / "grading" / "in_sandbox" / "sandbox_launch.py"), "--cpu", "60",
+    launcher = best([sys.executable, "-I", str(IN_SANDBOX_DIR / "sandbox_launch.py"), "--cpu", "60",
                      "--data", str(2**32), "--fsize", str(2**26), "--", "true"])
     return launcher, best([sys.executable, "-c", "pass"])
 
@@ -163,7 +151,7 @@ def _launcher_seconds(repeat: int = 3) -> tuple[float, float]:
 def _scores(root: Path) -> dict:
     from nbgrader.api import Gradebook
     out = {}
-    with Gradebook(f"sqlite:///{root / 'gradebook.db'}?timeout=60", "dl-architectures") as gb:
+    with Gradebook(sqlite_gradebook_url(root), "dl-architectures") as gb:
         for assignment in gb.assignments:
             for sub in assignment.submissions:
                 for nb in sub.notebooks:
@@ -183,15 +171,6 @@ def bench_grading() -> int:
     (comma-separated, default the whole course), BENCH_GRADING_COLD=0 skips the cold-kernel run,
     BENCH_GRADING_KEEP=1 keeps the temporary course.
     """
-    import os
-    import shutil
-    import subprocess
-    import tempfile
-    import json
-
-    from .course import assignments, build_submissions, generate_release, nbgrader, notebooks
-    from .parallel import StudentResult, startup_summary
-
     copies = int(os.environ.get("BENCH_GRADING_COPIES", "1"))
     workers = int(os.environ.get("BENCH_GRADING_WORKERS", str(os.cpu_count() or 2)))
     names = [n for n in os.environ.get("BENCH_GRADING_ASSIGNMENTS", "").split(",") if n] or assignments(REPO_ROOT)
@@ -259,8 +238,8 @@ def bench_grading() -> int:
                       f"{s['before_first_test']:6.2f} s, notebook total {s['total']:6.2f} s "
                       f"({s['notebooks']:g} notebooks)")
         launcher, bare = _launcher_seconds()
-        print(f"  of each kernel start, the sandbox launcher `utils/grading/in_sandbox/sandbox_launch.py` takes {launcher:.2f} s "
-              f"(a bare `python -c pass`: {bare:.2f} s)")
+        print(f"  of each kernel start, the sandbox launcher `utils/grading/in_sandbox/sandbox_launch.py` takes "
+              f"{launcher:.2f} s (a bare `python -c pass`: {bare:.2f} s)")
     finally:
         if os.environ.get("BENCH_GRADING_KEEP") != "1":
             shutil.rmtree(root, ignore_errors=True)

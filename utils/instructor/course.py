@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import shutil
 import subprocess
 import sys
@@ -16,13 +15,11 @@ from pathlib import Path
 import nbformat
 
 from .samples import SampleMistake, mistakes_for
+from .solutions import solution_cells as solution_cells  # the solution reader's home; re-exported here
+from .solutions import solution_code as solution_code
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ASSIGNMENT_ORDER = ["deformable_conv", "cnn", "rnn", "attention", "vit"]
-
-_SOLUTION_BLOCK = re.compile(r"^[ \t]*### BEGIN SOLUTION[ \t]*\n(.*?)^[ \t]*### END SOLUTION[ \t]*\n?",
-                             re.DOTALL | re.MULTILINE)
-_HIDDEN_BLOCK = re.compile(r"^[ \t]*### BEGIN HIDDEN TESTS.*?### END HIDDEN TESTS[ \t]*\n?", re.DOTALL | re.MULTILINE)
 
 
 def assignments(root: Path = REPO_ROOT) -> list[str]:
@@ -52,22 +49,6 @@ def generate_release(root: Path = REPO_ROOT, names: list[str] | None = None) -> 
     """``nbgrader generate_assignment`` for every assignment: source/ → release/."""
     for name in names or assignments(root):
         nbgrader("generate_assignment", name, "--force", root=root)
-
-
-def solution_code(cell_source: str) -> str:
-    """The instructor's answer: the cell with the BEGIN/END SOLUTION marker lines removed."""
-    return _SOLUTION_BLOCK.sub(lambda m: m.group(1), cell_source)
-
-
-def solution_cells(source_notebook: Path) -> dict[str, str]:
-    """grade_id -> instructor answer, for every solution cell of a source notebook."""
-    nb = nbformat.read(source_notebook, as_version=4)
-    out = {}
-    for cell in nb.cells:
-        meta = cell.metadata.get("nbgrader", {})
-        if meta.get("solution"):
-            out[meta["grade_id"]] = solution_code(cell.source)
-    return out
 
 
 def fill_solutions(release_nb, answers: dict[str, str]):
@@ -132,7 +113,3 @@ def build_submissions(assignment: str, root: Path = REPO_ROOT,
             nbformat.write(nb, folder / source_nb.name)
         built[student] = mistake
     return built
-
-
-def strip_hidden_tests(source: str) -> str:
-    return _HIDDEN_BLOCK.sub("", source)

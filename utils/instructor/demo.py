@@ -21,6 +21,8 @@ from pathlib import Path
 
 from nbgrader.api import Gradebook
 
+from utils.grading.gradebook import sqlite_gradebook_url
+
 from .course import REPO_ROOT, assignments, build_submissions, generate_release, nbgrader, notebooks
 from .samples import SampleMistake
 
@@ -37,10 +39,6 @@ class Outcome:
     met: bool
 
 
-def db_url(root: Path) -> str:
-    return f"sqlite:///{root / 'gradebook.db'}?timeout=60"
-
-
 def feedback_text(root: Path, student: str, assignment: str) -> str:
     """All feedback HTML of one submission as plain text."""
     texts = []
@@ -52,7 +50,7 @@ def feedback_text(root: Path, student: str, assignment: str) -> str:
 
 def judge(root: Path, assignment: str, built: dict[str, SampleMistake | None]) -> list[Outcome]:
     outcomes = []
-    with Gradebook(db_url(root)) as gb:
+    with Gradebook(sqlite_gradebook_url(root)) as gb:
         for student, mistake in built.items():
             sub = gb.find_submission(assignment, student)
             score, best = float(sub.code_score), float(sub.max_code_score)

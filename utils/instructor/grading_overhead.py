@@ -26,6 +26,8 @@ from pathlib import Path
 
 from nbgrader.api import Gradebook
 
+from utils.grading.gradebook import sqlite_gradebook_url
+
 from .course import REPO_ROOT, build_submissions, generate_release, nbgrader
 
 MODES = {
@@ -38,7 +40,7 @@ MODES = {
 
 
 def _scores(root: Path, assignment: str) -> dict[str, float]:
-    with Gradebook(f"sqlite:///{root / 'gradebook.db'}?timeout=60") as gb:
+    with Gradebook(sqlite_gradebook_url(root)) as gb:
         return {s.student.id: float(s.code_score) for s in gb.assignment_submissions(assignment)}
 
 

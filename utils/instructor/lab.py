@@ -28,7 +28,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -38,6 +37,7 @@ import urllib.request
 from pathlib import Path
 
 from .course import REPO_ROOT
+from .loopback import free_port
 
 CONFIG_ROOT = Path(__file__).resolve().parent / "jupyter"
 ROLES = ("student", "instructor")
@@ -55,12 +55,6 @@ def role_config_dir(role: str) -> Path:
     if role not in ROLES:
         raise ValueError(f"role must be one of {ROLES}, not {role!r}")
     return CONFIG_ROOT / role
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def lab_environment(role: str, home: Path) -> dict[str, str]:
@@ -128,7 +122,7 @@ class Lab:
         sep = "&" if "?" in path else "?"
         return f"{self.base}{path.lstrip('/')}{sep}token={self.token}"
 
-    def start(self, timeout: float = 90) -> "Lab":
+    def start(self, timeout: float = 90) -> Lab:
         env = lab_environment(self.role, self.home)
         env["JUPYTER_TOKEN"] = self.token      # not on the command line, where `ps` shows it
         self._log = open(self.log_path, "w") if self.log_path else None
@@ -180,7 +174,7 @@ class Lab:
         if self._own_home:
             shutil.rmtree(self.home, ignore_errors=True)
 
-    def __enter__(self) -> "Lab":
+    def __enter__(self) -> Lab:
         return self.start()
 
     def __exit__(self, *exc) -> None:

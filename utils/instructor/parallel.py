@@ -37,6 +37,7 @@ changes the process's working directory.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import fnmatch
 import glob
 import json
@@ -84,49 +85,13 @@ class _ErrorLog(logging.Handler):
     def emit(self, record):
         try:
             self.messages.append(record.getMessage())
-        except Exception:  # noqa: BLE001
+        except Exception:   # a message whose arguments do not format
             self.messages.append(str(record.msg))
 
 
-def _install_timing_probe() -> None:
-    """Record, per notebook, when the kernel ran its first cell and its first test cell.
-
-    Timestamps only: wraps ``SandboxedExecute.preprocess``/``preprocess_cell`` of this process
-    and calls the originals unchanged.
-    """
-    from utils.grading.sandbox import SandboxedExecute
-    if getattr(SandboxedExecute, "_course_timing_probe", False):
-        return
-    preprocess, preprocess_cell = SandboxedExecute.preprocess, SandboxedExecute.preprocess_cell
-
-    def timed_preprocess(self, nb, resources=None, km=None):
-        self._probe = {"notebook": (resources or {}).get("nbgrader", {}).get("notebook", ""),
-                       "start": time.perf_counter(), "first_cell": None, "first_test": None}
-        try:
-            return preprocess(self, nb, resources, km)
-        finally:
-            p = self._probe
-            end = time.perf_counter()
-            first_cell = p["first_cell"] or end
-            first_test = p["first_test"] or end
-            _TIMINGS.append({"notebook": p["notebook"], "kernel_start": first_cell - p["start"],
-                             "before_first_test": first_test - p["start"], "total": end - p["start"],
-                             "warm": bool(getattr(self, "kernel_was_warm", False))})
-
-    def timed_preprocess_cell(self, cell, resources, index):
-        p = getattr(self, "_probe", None)
-        if p is not None and cell.cell_type == "code":
-            now = time.perf_counter()
-            if p["first_cell"] is None:
-                p["first_cell"] = now
-            meta = cell.metadata.get("nbgrader", {})
-            if p["first_test"] is None and meta.get("grade") and not meta.get("solution"):
-                p["first_test"] = now
-        return preprocess_cell(self, cell, resources, index)
-
-    SandboxedExecute.preprocess = timed_preprocess
-    SandboxedExecute.preprocess_cell = timed_preprocess_cell
-    SandboxedExecute._course_timing_probe = True
+def _record_timing(timing: dict) -> None:
+    """``SandboxedExecute.timing_hook`` of this worker: keeps each notebook's timings."""
+    _TIMINGS.append(timing)
 
 
 def _config_argv(db_url: str | None, log_level: str = "ERROR") -> list[str]:
@@ -139,16 +104,15 @@ def _apps(root: str, db_url: str | None, warm_kernels: bool = True):
     key = (root, db_url, warm_kernels)
     if key not in _APPS:
         from nbgrader.apps import AutogradeApp, GenerateFeedbackApp
-        os.chdir(root)   # nbgrader reads nbgrader_config.py from the working directory
+        from traitlets.config import Config
         if root not in sys.path:
             sys.path.insert(0, root)
-        apps = []
-        for cls in (AutogradeApp, GenerateFeedbackApp):
-            app = cls()
-            app.initialize(_config_argv(db_url) + [f"--SandboxedExecute.warm_kernels={warm_kernels}"])
-            apps.append(app)
-        _install_timing_probe()
-        _APPS[key] = tuple(apps)
+        autograde_app, feedback_app = AutogradeApp(), GenerateFeedbackApp()
+        with contextlib.chdir(root):   # nbgrader reads nbgrader_config.py from the working directory
+            for app in (autograde_app, feedback_app):
+                app.initialize(_config_argv(db_url) + [f"--SandboxedExecute.warm_kernels={warm_kernels}"])
+        autograde_app.update_config(Config({"SandboxedExecute": {"timing_hook": _record_timing}}))
+        _APPS[key] = (autograde_app, feedback_app)
     return _APPS[key]
 
 
@@ -171,7 +135,7 @@ def _convert(app, converter_cls, assignment: str, student: str) -> list[str]:
             return []
         except NbGraderException as exc:
             return handler.messages or [str(exc)]
-        except Exception:  # noqa: BLE001 - one student's failure never stops the shard
+        except Exception:   # one student's failure never stops the shard
             return handler.messages + [traceback.format_exc()]
     finally:
         app.log.removeHandler(handler)
@@ -187,33 +151,30 @@ def _summary(messages: list[str]) -> str:
 def grade_shard(root: str, assignment: str, students: list[str], db_url: str | None = None,
                 feedback: bool = True, retries: int = 1, warm_kernels: bool = True) -> list[dict]:
     """Autograde (and generate feedback for) ``students`` of ``assignment`` in this process."""
-    from nbgrader.converters import Autograde, GenerateFeedback
+    from nbgrader.converters import GenerateFeedback
+
+    from utils.grading.submission_repair import RepairingAutograde
     autograde_app, feedback_app = _apps(root, db_url, warm_kernels)
-    cwd = os.getcwd()
     worker = f"{os.uname().nodename}:{os.getpid()}"
     results = []
-    try:
-        for student in students:
-            start, started = time.perf_counter(), time.time()
+    for student in students:
+        start, started = time.perf_counter(), time.time()
+        attempts, errors = 0, []
+        while attempts <= retries:
+            attempts += 1
             del _TIMINGS[:]
-            attempts, errors = 0, []
-            while attempts <= retries:
-                attempts += 1
-                del _TIMINGS[:]
-                errors = _convert(autograde_app, Autograde, assignment, student)
-                locked = any("database is locked" in e or "could not serialize" in e for e in errors)
-                if not errors or not locked:
-                    break
-            timings = list(_TIMINGS)
-            if not errors and feedback:
-                errors = [f"generate_feedback: {e}" for e in
-                          _convert(feedback_app, GenerateFeedback, assignment, student)]
-            results.append(asdict(StudentResult(
-                student=student, assignment=assignment, ok=not errors, seconds=time.perf_counter() - start,
-                error=_summary(errors), attempts=attempts, notebooks=timings, worker=worker,
-                started=started, finished=time.time())))
-    finally:
-        os.chdir(cwd)
+            errors = _convert(autograde_app, RepairingAutograde, assignment, student)
+            locked = any("database is locked" in e or "could not serialize" in e for e in errors)
+            if not errors or not locked:
+                break
+        timings = list(_TIMINGS)
+        if not errors and feedback:
+            errors = [f"generate_feedback: {e}" for e in
+                      _convert(feedback_app, GenerateFeedback, assignment, student)]
+        results.append(asdict(StudentResult(
+            student=student, assignment=assignment, ok=not errors, seconds=time.perf_counter() - start,
+            error=_summary(errors), attempts=attempts, notebooks=timings, worker=worker,
+            started=started, finished=time.time())))
     return results
 
 
@@ -221,15 +182,11 @@ def grade_shard(root: str, assignment: str, students: list[str], db_url: str | N
 
 
 def course_settings(root: Path, db_url: str | None = None):
-    """(db_url, course_id, submitted directory pattern, CourseDirectory) as nbgrader would use them."""
+    """The course's ``CourseDirectory`` (gradebook, course id, folders) as nbgrader would configure it."""
     from nbgrader.apps import AutogradeApp
-    cwd = os.getcwd()
-    os.chdir(root)
-    try:
-        app = AutogradeApp()
+    app = AutogradeApp()
+    with contextlib.chdir(root):
         app.initialize(_config_argv(db_url))
-    finally:
-        os.chdir(cwd)
     return app.coursedir
 
 
@@ -281,14 +238,10 @@ def default_shard_size(n_students: int, n_workers: int) -> int:
 def export_csv(root: Path, db_url: str | None, to: str) -> None:
     """``nbgrader export --to <to>`` in this process."""
     from nbgrader.apps import ExportApp
-    cwd = os.getcwd()
-    os.chdir(root)
-    try:
-        app = ExportApp()
+    app = ExportApp()
+    with contextlib.chdir(root):
         app.initialize(_config_argv(db_url) + [f"--ExportPlugin.to={to}"])
         app.start()
-    finally:
-        os.chdir(cwd)
 
 
 def start_client(workers: int | None, scheduler: str | None, quiet: bool = True):
@@ -334,7 +287,7 @@ def grade(root: Path, assignments: list[str], *, workers: int | None = None, sch
             assignment, part = futures[future]
             try:
                 shard_results = [StudentResult(**r) for r in future.result()]
-            except Exception as exc:  # noqa: BLE001 - a lost worker fails its shard, not the batch
+            except Exception as exc:   # a lost worker fails its shard, not the batch
                 why = f"the grading task failed ({type(exc).__name__}: {exc})"
                 shard_results = [StudentResult(s, assignment, False, 0.0, why) for s in part]
             results += shard_results

@@ -3,7 +3,8 @@
     python -m utils.instructor.pgserver start [--dir DIR] [--port PORT]   # prints the db_url
     python -m utils.instructor.pgserver stop --dir DIR
 
-    python -m utils.instructor.parallel deformable_conv --db-url "$(python -m utils.instructor.pgserver start --dir /tmp/pg)"
+    db_url=$(python -m utils.instructor.pgserver start --dir /tmp/pg)
+    python -m utils.instructor.parallel deformable_conv --db-url "$db_url"
 
 It runs ``initdb`` and ``pg_ctl`` from the PostgreSQL server binaries (``/usr/lib/postgresql/<v>/bin``
 or ``PATH``; Debian package ``postgresql``), with trust authentication, listening on 127.0.0.1
@@ -17,12 +18,13 @@ import glob
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from .loopback import free_port
 
 DATABASE = "gradebook"
 
@@ -42,12 +44,6 @@ def find_bindir() -> Path:
         return Path(candidates[-1]).parent
     raise ServerUnavailable("PostgreSQL server binaries (initdb, pg_ctl) not found: install the Debian "
                             "package `postgresql` (apt-get install postgresql) or put them on PATH")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class PostgresServer:
@@ -86,7 +82,7 @@ class PostgresServer:
             os.chown(path, self.run_as.pw_uid, self.run_as.pw_gid)
 
     # ------------------------------------------------------------------ lifecycle
-    def start(self) -> "PostgresServer":
+    def start(self) -> PostgresServer:
         self.folder.mkdir(parents=True, exist_ok=True)
         self.folder.chmod(0o755)
         self.socket_dir.mkdir(exist_ok=True)
@@ -129,7 +125,7 @@ class PostgresServer:
         self.stop("immediate")   # no checkpoint: the data is deleted anyway
         shutil.rmtree(self.folder, ignore_errors=True)
 
-    def __enter__(self) -> "PostgresServer":
+    def __enter__(self) -> PostgresServer:
         try:
             return self.start()
         except BaseException:

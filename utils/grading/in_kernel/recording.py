@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import json
 import pickle
+from collections.abc import Callable
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
+from utils.checks.adapters import to_numpy
 from utils.checks.exercise import Case, case_label, produce
-from utils.checks.compare import to_numpy
 from utils.checks.registry import exercise as find_exercise
 
 GRADING_DIR = ".grading"
@@ -44,7 +45,7 @@ def record(cell_id: str, checks: list[tuple[str, Callable[[], Any]]]) -> None:
         all_cases = pickle.load(f)   # [(description, inputs), ...] per check, from the trusted grader
     arrays: dict[str, np.ndarray] = {}
     results: list[dict] = []
-    for (check_name, getter), cases in zip(checks, all_cases):
+    for (check_name, getter), cases in zip(checks, all_cases, strict=False):
         exercise = find_exercise(check_name)
         entry: dict = {"check": check_name, "outputs": []}
         results.append(entry)

@@ -3,7 +3,7 @@
     python -I sandbox_launch.py --cpu SECONDS --data BYTES --fsize BYTES -- KERNEL_CMD...
 
 Standard library only, run by path with ``-I``: every grading kernel pays this start-up, so it
-imports nothing it does not need (importing :mod:`utils.grading.sandbox` would pull in nbgrader).
+imports nothing it does not need, and nothing of the course package.
 """
 import os
 import resource
@@ -20,7 +20,7 @@ def apply_limits(cpu_seconds: int, data_bytes: int, file_bytes: int) -> None:
 
 def launch(argv: list[str]) -> None:
     split = argv.index("--")
-    options = dict(zip(argv[:split:2], argv[1:split:2]))
+    options = dict(zip(argv[:split:2], argv[1:split:2], strict=True))
     apply_limits(int(options["--cpu"]), int(options["--data"]), int(options["--fsize"]))
     cmd = argv[split + 1:]
     os.execvp(cmd[0], cmd)

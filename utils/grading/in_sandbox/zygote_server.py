@@ -32,7 +32,7 @@ import signal
 import sys
 import traceback
 
-from sandbox_launch import apply_limits   # run by path: this folder is sys.path[0]
+from sandbox_launch import apply_limits  # run by path: this folder is sys.path[0]
 
 _libc = ctypes.CDLL(None, use_errno=True)
 
@@ -52,9 +52,12 @@ def _check(result: int, what: str) -> None:
         raise OSError(err, f"{what}: {os.strerror(err)}")
 
 
+def _encoded(text: str | None) -> bytes | None:
+    return None if text is None else text.encode()
+
+
 def _mount(source, target, fstype, flags, data=None) -> None:
-    enc = (lambda s: None if s is None else s.encode())
-    _check(_libc.mount(enc(source), enc(target), enc(fstype), ctypes.c_ulong(flags), enc(data)),
+    _check(_libc.mount(_encoded(source), _encoded(target), _encoded(fstype), ctypes.c_ulong(flags), _encoded(data)),
            f"mount {target}")
 
 
@@ -133,7 +136,7 @@ def run_kernel(request: dict, control_fds: tuple[int, ...]) -> None:
         code = 0
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
-    except BaseException:  # noqa: BLE001 - report and end this child only
+    except BaseException:   # report and end this child only
         traceback.print_exc()
         code = 1
     sys.stdout.flush()
@@ -186,7 +189,7 @@ def serve(config: dict) -> None:
     for name in config.get("preload", []):
         try:
             importlib.import_module(name)
-        except BaseException:  # noqa: BLE001 - the kernel will import it, and fail, itself
+        except BaseException:   # the kernel will import it, and fail, itself
             pass
     control_in, control_out = sys.stdin.fileno(), sys.stdout.fileno()
     reader = os.fdopen(os.dup(control_in), "r")
@@ -221,7 +224,7 @@ def serve(config: dict) -> None:
                 reply({})
             else:
                 reply({"error": f"unknown op {op!r}"})
-        except Exception as exc:  # noqa: BLE001 - a bad request gets an error reply, not a dead zygote
+        except Exception as exc:   # a bad request gets an error reply, not a dead zygote
             reply({"error": f"{type(exc).__name__}: {exc}"})
 
 

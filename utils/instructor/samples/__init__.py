@@ -1,14 +1,15 @@
-"""Sample submissions with typical mistakes, one module per assignment.
+"""Sample submissions with typical mistakes, one module per notebook.
 
-Each module ``<assignment>.py`` defines ``MISTAKES``: a list of
-:class:`SampleMistake`. The demo and the end-to-end tests build each one from
-the instructor solution of the source notebook by exact text replacements in
-one solution cell, grade it with nbgrader, and expect a partial score whose
-feedback contains ``diagnosis``.
+Each module ``<assignment>.py`` or ``<assignment>_<notebook>.py`` defines ``MISTAKES``: a list of
+:class:`SampleMistake`. The demo and the end-to-end tests build each one from the instructor
+solution of the source notebook by exact text replacements in one solution cell, grade it with
+nbgrader, and expect a partial score whose feedback contains ``diagnosis``.
 """
 from __future__ import annotations
 
 import importlib
+import pkgutil
+from collections.abc import Callable
 from dataclasses import dataclass
 
 
@@ -21,9 +22,17 @@ class SampleMistake:
     diagnosis: str                      # text the student's feedback must contain
 
 
+def in_notebook(notebook: str) -> Callable[..., SampleMistake]:
+    """``mistake(student, cell, (old, new), ..., diagnosis=...)``: a :class:`SampleMistake` of ``notebook``."""
+
+    def mistake(student: str, cell: str, *replace: tuple[str, str], diagnosis: str) -> SampleMistake:
+        return SampleMistake(student, notebook, cell, replace, diagnosis)
+
+    return mistake
+
+
 def mistakes_for(assignment: str) -> list[SampleMistake]:
     """Mistakes from ``samples/<assignment>.py`` and ``samples/<assignment>_*.py``."""
-    import pkgutil
     mistakes = []
     for info in sorted(pkgutil.iter_modules(__path__), key=lambda m: m.name):
         if info.name == assignment or info.name.startswith(assignment + "_"):

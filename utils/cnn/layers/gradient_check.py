@@ -1,0 +1,175 @@
+"""The numerical gradient: centred finite differences, checked against autograd on known functions.
+
+* ``numerical_gradient(f, x, h=1e-5) -> grad``: grad has the shape of x; x is restored afterwards.
+
+Each case names one of the known functions below; the student's function is given its numpy version
+(in the student's kernel, without torch) and compared with the torch version's autograd gradient.
+Whether x comes back unchanged is part of the output: it is compared too.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+import numpy as np
+
+from utils.checks.adapters import float64_tensor, to_numpy, torch_module
+from utils.checks.diagnose import Mistake
+from utils.checks.exercise import Case, Exercise, run_check
+from utils.checks.feedback import show
+from utils.cnn.layers.shared import RETURN_HINT, WrongReturnValue, build_cases, describe_parts, flatten
+
+_A = np.array([[0.5, -1.0, 2.0], [1.5, 0.3, -0.7], [-0.2, 0.8, 1.1], [1.0, -1.3, 0.4]])
+
+
+class KnownFunction(NamedTuple):
+    numpy: Callable[[np.ndarray], float]   # what the student's numerical_gradient differentiates
+    torch: Callable                        # the same function on a tensor, for the exact gradient
+    description: str
+
+
+def _square_numpy(x):
+    return float(np.sum(x ** 2))
+
+
+def _square_torch(x):
+    return torch_module().sum(x ** 2)
+
+
+def _sin_numpy(x):
+    return float(np.sum(np.sin(x) * x ** 2))
+
+
+def _sin_torch(x):
+    torch = torch_module()
+    return torch.sum(torch.sin(x) * x ** 2)
+
+
+def _tanh_layer_numpy(W):
+    return float(np.sum(np.tanh(_A @ W)) + 0.5 * np.sum(W ** 2))
+
+
+def _tanh_layer_torch(W):
+    torch = torch_module()
+    return torch.sum(torch.tanh(float64_tensor(_A) @ W)) + 0.5 * torch.sum(W ** 2)
+
+
+def _logsumexp_numpy(x):
+    return float(np.log(np.sum(np.exp(x))))
+
+
+def _logsumexp_torch(x):
+    return torch_module().logsumexp(x, dim=0)
+
+
+def _cubic_numpy(x):
+    return float(np.sum(x[0] * x[1:] ** 3))
+
+
+def _cubic_torch(x):
+    return torch_module().sum(x[0] * x[1:] ** 3)
+
+
+KNOWN_FUNCTIONS = {
+    "square": KnownFunction(_square_numpy, _square_torch, "f(x) = Σ x²"),
+    "sin": KnownFunction(_sin_numpy, _sin_torch, "f(x) = Σ sin(x)·x²"),
+    "tanh_layer": KnownFunction(_tanh_layer_numpy, _tanh_layer_torch,
+                               "f(W) = Σ tanh(A @ W) + ½ Σ W² with a fixed 4×3 matrix A"),
+    "logsumexp": KnownFunction(_logsumexp_numpy, _logsumexp_torch, "f(x) = log Σ exp(x)"),
+    "cubic": KnownFunction(_cubic_numpy, _cubic_torch, "f(x) = Σ_i x[0]·x[i]³ (rows coupled)"),
+}
+
+# (known function, shape of x, h)
+NG_SETTINGS = [("square", (3,), 1e-3), ("sin", (3, 4), 1e-3), ("tanh_layer", (3, 2), 1e-3), ("logsumexp", (5,), 1e-4)]
+NG_HIDDEN = [("cubic", (3, 3), 1e-3), ("sin", (2, 2, 3), 1e-4)]
+
+
+def _case(rng, setting, number: int) -> Case:
+    name, shape, h = setting
+    x = np.array([1.0, -2.0, 3.0]) if number == 1 else rng.normal(size=shape)
+    parts = [("grad", shape), ("x after your call", shape)]
+    return Case(f"{KNOWN_FUNCTIONS[name].description}, x of shape {shape}, h={h:g}; "
+                "your function must also leave x unchanged",
+                {"f": name, "x": x, "h": h}, describe_parts(parts))
+
+
+def numerical_gradient_cases(hidden: bool) -> list[Case]:
+    return build_cases("numerical_gradient", NG_SETTINGS, NG_HIDDEN, hidden, _case)
+
+
+def call_numerical_gradient(fn, inputs: dict):
+    """grad and x after the call, as one vector (x is the case's copy: the student may change it in place)."""
+    x = inputs["x"]
+    grad = fn(KNOWN_FUNCTIONS[inputs["f"]].numpy, x, inputs["h"])
+    array = to_numpy(grad)
+    if array is None:
+        return grad
+    if array.shape != x.shape:
+        raise WrongReturnValue(f"grad has shape {array.shape}; it must have the shape of x, {x.shape}.")
+    return flatten(array, x)
+
+
+def numerical_gradient_reference(inputs: dict) -> np.ndarray:
+    """The exact gradient by autograd, and x unchanged."""
+    xt = float64_tensor(inputs["x"], True)
+    KNOWN_FUNCTIONS[inputs["f"]].torch(xt).backward()
+    return flatten(xt.grad, inputs["x"])
+
+
+def finite_differences(f, x, h, rule: str = "centred") -> np.ndarray:
+    """Finite differences in row-major order, flattened with x after them; ``rule`` gives the named mistakes:
+    "forward" (f(x + h) − f(x)) / h, "one_h" centred but divided by h, "no_restore" x not put back."""
+    x = np.array(x, dtype=np.float64)
+    grad = np.zeros_like(x)
+    for idx in np.ndindex(x.shape):
+        old = x[idx]
+        x[idx] = old + h
+        f_plus = f(x)
+        if rule == "forward":
+            x[idx] = old
+            grad[idx] = (f_plus - f(x)) / h
+            continue
+        x[idx] = old - h
+        f_minus = f(x)
+        if rule != "no_restore":
+            x[idx] = old
+        grad[idx] = (f_plus - f_minus) / (h if rule == "one_h" else 2 * h)
+    return flatten(grad, x)
+
+
+def forward_difference(inputs: dict) -> np.ndarray:
+    return finite_differences(KNOWN_FUNCTIONS[inputs["f"]].numpy, inputs["x"], inputs["h"], "forward")
+
+
+def centred_difference_over_h(inputs: dict) -> np.ndarray:
+    return finite_differences(KNOWN_FUNCTIONS[inputs["f"]].numpy, inputs["x"], inputs["h"], "one_h")
+
+
+def centred_difference_x_not_restored(inputs: dict) -> np.ndarray:
+    return finite_differences(KNOWN_FUNCTIONS[inputs["f"]].numpy, inputs["x"], inputs["h"], "no_restore")
+
+
+NUMERICAL_GRADIENT = Exercise(
+    function="numerical_gradient",
+    reference_name="the exact gradient from torch autograd",
+    make_cases=numerical_gradient_cases,
+    reference=numerical_gradient_reference,
+    call=call_numerical_gradient,
+    mistakes=[
+        Mistake("forward difference (f(x + h) − f(x)) / h: its error is O(h), the centred difference's O(h²)",
+                "grad[i] = (f(x + h·e_i) − f(x − h·e_i)) / (2h).", forward_difference),
+        Mistake("centred difference divided by h instead of 2h: every entry is twice the gradient",
+                "the two points are 2h apart: divide by 2·h.", centred_difference_over_h),
+        Mistake("x is not restored after perturbing an entry: later entries are evaluated at a shifted point",
+                "save old = x[idx], and put x[idx] = old back after the two evaluations.",
+                centred_difference_x_not_restored),
+    ],
+    hint="for each index i (np.ndindex(x.shape)): x[i] += h, f₊ = f(x); x[i] −= 2h, f₋ = f(x); restore x[i]; "
+         "grad[i] = (f₊ − f₋)/(2h). Work in float64.",
+    exception_hints=RETURN_HINT,
+)
+
+
+def check_numerical_gradient(numerical_gradient, hidden: bool = False) -> None:
+    """Check ``numerical_gradient(f, x, h)`` against exact gradients (torch autograd) of known functions."""
+    show(run_check(NUMERICAL_GRADIENT, numerical_gradient, hidden))

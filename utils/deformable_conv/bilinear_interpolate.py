@@ -1,0 +1,103 @@
+"""``bilinear_interpolate(a_l, q_y, q_x) -> float`` with ``a_l`` of shape (H, W), zero outside the image.
+
+Each case is an image and a set of query points, one call per point; compared with torchvision's
+sampling (a 1×1 deformable convolution, :func:`~utils.deformable_conv.computations.torchvision_bilinear`).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from utils.checks.adapters import numbers
+from utils.checks.diagnose import Mistake
+from utils.checks.exercise import Case, Exercise, run_check, visible_then_hidden
+from utils.checks.feedback import show
+from utils.checks.seeding import case_rng
+from utils.deformable_conv.computations import SAMPLING_MISTAKES, bilinear_numpy, torchvision_bilinear
+
+EXERCISE = "bilinear_interpolate"
+HAND_IMAGE = [[1.0, 2.0], [3.0, 4.0]]
+# Drawn once for the visible cases from case 2's generator: a 4×5 image, then 6 fractional points inside it.
+RANDOM_IMAGE, RANDOM_POINTS_INSIDE = "the random 4×5 image", "6 random points inside"
+
+# (description, image, points)
+SETTINGS = [
+    ("2×2 image [[1, 2], [3, 4]] at its centre, at two fractional points and on its bottom edge "
+     "(check these by hand)", HAND_IMAGE, [(0.5, 0.5), (0.25, 0.75), (0.0, 0.5), (1.0, 0.5)]),
+    ("4×5 image, fractional points inside", RANDOM_IMAGE, RANDOM_POINTS_INSIDE),
+    ("4×5 image, exact integer positions (corners and edges included)", RANDOM_IMAGE,
+     [(0, 0), (3, 4), (2, 1), (0, 4), (3, 0), (1.0, 3.0)]),
+    ("4×5 image, negative fractional coordinates and points just outside the border", RANDOM_IMAGE,
+     [(-0.5, 1.25), (1.5, -0.75), (-0.3, -0.6), (3.4, 2.0), (1.0, 4.5), (-0.999, 2.5)]),
+    ("4×5 image, points far outside (must give exactly 0)", RANDOM_IMAGE,
+     [(-1.0, 2.0), (-2.5, 1.0), (5.0, 2.0), (1.0, -1.5), (1.0, 6.0)]),
+]
+# the number of random points on a random image of random size, inside, across and outside the border
+HIDDEN_SETTINGS = [12, 12]
+
+
+def _case(description, a_l, points) -> Case:
+    points = np.asarray(points, dtype=np.float64)
+    return Case(description, {"a_l": np.asarray(a_l, dtype=np.float64), "points": points},
+                lambda index: f"query (q_y={points[index[0], 0]:g}, q_x={points[index[0], 1]:g})")
+
+
+def _random_image_case(number: int, salt: str, n_points: int) -> Case:
+    rng = case_rng(EXERCISE, number, salt)
+    H, W = rng.integers(3, 8, size=2)
+    points = np.column_stack([rng.uniform(-1.5, H + 0.5, n_points), rng.uniform(-1.5, W + 0.5, n_points)])
+    points[::4] = np.round(points[::4])
+    return _case(f"{H}×{W} random image, {n_points} random points inside, across and outside the border",
+                 rng.normal(size=(H, W)), points)
+
+
+def _cases(hidden: bool) -> list[Case]:
+    rng = case_rng(EXERCISE, 2)
+    random_image = rng.normal(size=(4, 5))
+    inside = np.column_stack([rng.uniform(0, 3, 6), rng.uniform(0, 4, 6)])
+    cases = []
+    for number, (setting, salt) in enumerate(visible_then_hidden(SETTINGS, HIDDEN_SETTINGS, hidden), start=1):
+        if salt:   # a hidden setting: a number of random points on a random image
+            cases.append(_random_image_case(number, salt, setting))
+            continue
+        description, image, points = setting
+        cases.append(_case(description, random_image if image == RANDOM_IMAGE else image,
+                           inside if points == RANDOM_POINTS_INSIDE else points))
+    return cases
+
+
+def _call(fn, inputs):
+    a_l = inputs["a_l"]
+    return numbers([fn(a_l, float(q_y), float(q_x)) for q_y, q_x in inputs["points"]])
+
+
+def _reference(inputs):
+    return torchvision_bilinear(inputs["a_l"], inputs["points"])
+
+
+def _sampled_with(rule):
+    def compute(inputs):
+        points = inputs["points"]
+        return bilinear_numpy(inputs["a_l"][None], points[:, 0], points[:, 1], rule)[0]
+    return compute
+
+
+MISTAKES = [Mistake(name, hint, _sampled_with(rule)) for rule, (name, hint) in SAMPLING_MISTAKES.items()]
+
+BILINEAR = Exercise(
+    function="bilinear_interpolate",
+    forbidden=("torch.nn.functional.grid_sample",),
+    reference_name="torchvision's bilinear sampling (torchvision.ops.deform_conv2d)",
+    make_cases=_cases,
+    reference=_reference,
+    call=_call,
+    mistakes=MISTAKES,
+    hint="corners at floor(q) and floor(q)+1; a corner outside the image counts as 0; "
+         "interpolate along X on both rows, then along Y.",
+    exception_hints={"IndexError": "a corner outside the image must give 0: test 0 <= y < H and 0 <= x < W first."},
+)
+
+
+def check_bilinear_interpolate(bilinear_interpolate, hidden: bool = False) -> None:
+    """Check ``bilinear_interpolate(a_l, q_y, q_x)`` against torchvision's sampling, in float64."""
+    __tracebackhide__ = True
+    show(run_check(BILINEAR, bilinear_interpolate, hidden))

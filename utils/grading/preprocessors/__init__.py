@@ -1,0 +1,16 @@
+"""The course's nbgrader preprocessors, one per module, as configured in nbgrader_config.py.
+
+Sanitize phase (``c.Autograde.sanitize_preprocessors``): :class:`RestoreGradeCells`,
+:class:`OverwriteCellsInPlace`. Autograde phase (``c.Autograde.autograde_preprocessors``):
+:class:`PrepareTrustedTests`, :class:`SandboxedExecute`, :class:`FilterHarmlessStderr`,
+:class:`ApplyTrustedVerdicts`. All of them run in the trusted grading process.
+"""
+from utils.grading.preprocessors.apply_trusted_verdicts import ApplyTrustedVerdicts
+from utils.grading.preprocessors.filter_harmless_stderr import FilterHarmlessStderr
+from utils.grading.preprocessors.overwrite_cells_in_place import OverwriteCellsInPlace
+from utils.grading.preprocessors.prepare_trusted_tests import PrepareTrustedTests
+from utils.grading.preprocessors.restore_grade_cells import RestoreGradeCells
+from utils.grading.preprocessors.sandboxed_execute import SandboxedExecute
+
+__all__ = ["ApplyTrustedVerdicts", "FilterHarmlessStderr", "OverwriteCellsInPlace", "PrepareTrustedTests",
+           "RestoreGradeCells", "SandboxedExecute"]

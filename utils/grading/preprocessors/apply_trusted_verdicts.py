@@ -1,0 +1,104 @@
+"""ApplyTrustedVerdicts: after execution, judge what the kernel recorded and write the verdicts.
+
+For each test cell :class:`PrepareTrustedTests` replaced, the cell gets its source back and, as
+its only outputs, one verdict per check: the check's own passing text on stdout, or an error
+output with the same feedback the visible check gives (nbgrader then gives the cell 0 points).
+"""
+from __future__ import annotations
+
+import ast
+import shutil
+from pathlib import Path
+
+from nbformat.notebooknode import NotebookNode
+from nbgrader.preprocessors import NbGraderPreprocessor
+from traitlets import Integer
+
+from utils.checks.exercise import evaluate, from_scratch_report
+from utils.checks.feedback import CheckResult, Report
+from utils.checks.registry import exercise as find_exercise
+from utils.checks.seeding import grading_salt
+from utils.grading.in_kernel.recording import GRADING_DIR
+from utils.grading.recorded_outputs import load_recorded
+from utils.grading.trusted import HIDDEN_CASES, TRUSTED_KEY, cell_salt, forbidden_reference, student_definitions
+
+
+def _error_output(report: Report) -> NotebookNode:
+    return NotebookNode(output_type="error", ename="CheckFailure", evalue=report.headline,
+                        traceback=report.lines())
+
+
+def _stdout(text: str) -> NotebookNode:
+    return NotebookNode(output_type="stream", name="stdout", text=text + "\n")
+
+
+def _kernel_error_summary(kernel_outputs) -> str:
+    for output in kernel_outputs:
+        if output.get("output_type") == "error":
+            return f"The kernel reported {output.get('ename')}: {str(output.get('evalue'))[:300]}"
+    return ""
+
+
+class ApplyTrustedVerdicts(NbGraderPreprocessor):
+    """Compare the recorded outputs with references computed here, and write the verdicts."""
+
+    max_output_bytes = Integer(64 * 2**20, help="Recorded outputs larger than this are refused.").tag(config=True)
+
+    def preprocess(self, nb, resources):
+        trusted = resources.get(TRUSTED_KEY)
+        if trusted is None:
+            return nb, resources   # PrepareTrustedTests did not run
+        folder = Path(resources["metadata"]["path"])
+        for index, source in trusted["skipped"].items():
+            nb.cells[index].source = source
+            nb.cells[index].outputs = []
+        definitions = student_definitions(nb)
+        for cell in nb.cells:
+            cell_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+            if cell_id not in trusted["cells"]:
+                continue
+            prepared = trusted["cells"][cell_id]
+            kernel_outputs = cell.get("outputs", [])
+            cell.source = prepared["source"]
+            salt = cell_salt(trusted["secret"], cell_id)
+            with grading_salt(salt):
+                cell.outputs = self.verdicts(folder, cell_id, prepared["checks"], kernel_outputs, definitions, salt)
+        shutil.rmtree(folder / GRADING_DIR, ignore_errors=True)
+        return nb, resources
+
+    def verdicts(self, folder: Path, cell_id: str, check_names: list[str], kernel_outputs,
+                 definitions: dict[str, ast.AST], salt: str) -> list[NotebookNode]:
+        """One output per check of the cell: its verdict on the hidden cases drawn with ``salt``."""
+        try:
+            recorded = load_recorded(folder, cell_id, check_names, self.max_output_bytes)
+        except Exception as exc:   # anything unreadable is the submission's problem
+            return [_error_output(Report(headline="the outputs of this test could not be read",
+                                         details=[str(exc)[:300]]))]
+        if recorded is None:
+            why = _kernel_error_summary(kernel_outputs)
+            return [_error_output(Report(
+                headline="this test did not run to the end, so no answer could be graded",
+                details=[why] if why else [],
+                hint="run your notebook from top to bottom (Kernel → Restart and Run All); every cell "
+                     "above must finish without stopping the kernel."))]
+        outputs = []
+        for check_name, check in zip(check_names, recorded, strict=True):
+            exercise = find_exercise(check_name)
+            if check.entry is None:
+                outputs.append(_error_output(Report(headline=f"no output was recorded for {check_name}")))
+                continue
+            if check.missing() is not None:
+                outputs.append(_error_output(Report(
+                    headline=f"{exercise.function} is not defined when this test runs",
+                    details=[check.missing()[:300]],
+                    hint=f"run the cell that defines {exercise.function}; if it raised an error, fix that first.")))
+                continue
+            named = forbidden_reference(definitions.get(exercise.function), exercise.forbidden)
+            if named:
+                outputs.append(_error_output(from_scratch_report(exercise, named)))
+                continue
+            cases, memos = HIDDEN_CASES.cases(check_name, salt)
+            result = evaluate(exercise, cases, lambda index, case, label, check=check: check.produced(index, label),
+                              memos)
+            outputs.append(_stdout(result.text()) if isinstance(result, CheckResult) else _error_output(result))
+        return outputs
