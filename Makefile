@@ -46,9 +46,9 @@ demo: setup
 test: setup lint
 	COURSE_REQUIRE_BROWSER=1 $(PY) -m pytest
 
-## The inner loop (a minute or two): the check core, the contract over every exercise and the
+## The inner loop (a minute or two): the layers' import rules, the contract over every exercise and the
 ## checker tests; no nbgrader, no sandbox, no browser, no notebooks.
-FAST_TESTS := tests/test_contract.py tests/test_registry.py tests/test_environment.py $(wildcard tests/test_*_checks.py)
+FAST_TESTS := tests/test_layers.py tests/test_contract.py tests/test_registry.py tests/test_environment.py $(wildcard tests/test_*_checks.py)
 test-fast: setup lint
 	$(PY) -m pytest -q $(FAST_TESTS)
 

@@ -33,22 +33,25 @@ def mistake_output(mistake: Mistake, inputs) -> Any:
         return _DOES_NOT_APPLY
 
 
-def identify(actual, inputs, mistakes: list[Mistake], expected: np.ndarray,
-             tol: Tolerance, outputs: Callable[[int], Any] | None = None) -> Mistake | None:
-    """The first mistake whose output equals ``actual`` and differs from ``expected``.
+def _applicable(inputs, mistakes: list[Mistake], outputs: Callable[[int], Any] | None):
+    """``(mistake, its output)`` for each mistake that can be formed on these inputs, in catalogue order.
 
     ``outputs(i)`` may supply mistake i's output (e.g. from a cache) instead of computing it.
     """
+    for index, mistake in enumerate(mistakes):
+        wrong = outputs(index) if outputs else mistake_output(mistake, inputs)
+        if wrong is not _DOES_NOT_APPLY:
+            yield mistake, wrong
+
+
+def identify(actual, inputs, mistakes: list[Mistake], expected: np.ndarray,
+             tol: Tolerance, outputs: Callable[[int], Any] | None = None) -> Mistake | None:
+    """The first mistake whose output equals ``actual`` and differs from ``expected``."""
     actual = to_numpy(actual)
     if actual is None:
         return None
-    for index, mistake in enumerate(mistakes):
-        wrong = outputs(index) if outputs else mistake_output(mistake, inputs)
-        if wrong is _DOES_NOT_APPLY:
-            continue
-        if agrees(actual, wrong, tol) and not agrees(wrong, expected, tol):
-            return mistake
-    return None
+    return next((mistake for mistake, wrong in _applicable(inputs, mistakes, outputs)
+                 if agrees(actual, wrong, tol) and not agrees(wrong, expected, tol)), None)
 
 
 def identify_shape(actual, inputs, mistakes: list[Mistake],
@@ -57,10 +60,5 @@ def identify_shape(actual, inputs, mistakes: list[Mistake],
     actual = to_numpy(actual)
     if actual is None:
         return None
-    for index, mistake in enumerate(mistakes):
-        wrong = outputs(index) if outputs else mistake_output(mistake, inputs)
-        if wrong is _DOES_NOT_APPLY:
-            continue
-        if np.asarray(wrong).shape == actual.shape:
-            return mistake
-    return None
+    return next((mistake for mistake, wrong in _applicable(inputs, mistakes, outputs)
+                 if np.asarray(wrong).shape == actual.shape), None)
