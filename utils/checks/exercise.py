@@ -171,7 +171,7 @@ def produce(exercise: Exercise, fn: Callable, case: Case, label: str) -> Produce
         return Produced(value=value)
     except NotImplementedError:
         return Produced(error=not_implemented_report(exercise), not_implemented=True)
-    except Exception as exc:  # noqa: BLE001 - any error in student code is feedback
+    except Exception as exc:   # any error in student code is feedback
         where = _student_frame(exc)
         details = [f"Your function raised {type(exc).__name__}: {exc}"]
         if where:
