@@ -61,8 +61,9 @@ from utils.checks.compare import agrees
 from utils.checks.exercise import run_check
 from utils.checks.feedback import CheckFailure, NotImplementedYet
 from utils.checks.seeding import grading_salt
-from utils.instructor.bench import DEFORMABLE_NOTEBOOK, load_solution, solution_cells
+from utils.instructor.bench import DEFORMABLE_NOTEBOOK
 from utils.instructor.samples import mistakes_for
+from utils.instructor.solutions import NotebookSolutions
 
 EX = D.EXERCISES
 # The trusted grader mixes a secret into every seed: the checks must work for any salt.
@@ -725,12 +726,8 @@ def test_output_size_cases_cover_stride_padding_dilation():
 
 @pytest.mark.parametrize("sample", mistakes_for("deformable_conv"), ids=lambda m: m.student)
 def test_sample_mistake_applies_and_is_diagnosed(sample):
-    cells = solution_cells(DEFORMABLE_NOTEBOOK)
-    code = cells[sample.cell]
-    for old, new in sample.replace:
-        assert code.count(old) == 1, f"{old!r} should occur once in the solution of {sample.cell}"
-        code = code.replace(old, new)
-    namespace = load_solution(DEFORMABLE_NOTEBOOK, {**cells, sample.cell: code})
+    solutions = NotebookSolutions(DEFORMABLE_NOTEBOOK, imports=True)
+    namespace = solutions.run(solutions.apply(sample))   # each edit found exactly once, inside the solution
     text = failure_text(sample.cell, namespace[sample.cell])
     assert sample.diagnosis in text, text
     assert "Likely cause: " in text

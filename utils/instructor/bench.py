@@ -30,18 +30,12 @@ from utils.grading.sandbox import IN_SANDBOX_DIR
 from .course import REPO_ROOT, assignments, build_submissions, generate_release, nbgrader, notebooks
 from .parallel import StudentResult, startup_summary
 from .solutions import NotebookSolutions
-from .solutions import solution_cells as read_solution_cells
 
 GOAL_SECONDS = 5.0   # the goal for one check_* call, visible or hidden
 
 
 class BenchmarkUnavailable(Exception):
     """What a benchmark needs is missing; the message says what."""
-
-
-def solution_cells(notebook: Path) -> dict[str, str]:
-    """grade_id -> instructor code of each solution *code* cell of a source notebook, in notebook order."""
-    return read_solution_cells(notebook, code_only=True)
 
 
 def load_solution(notebook: Path, cells: dict[str, str] | None = None) -> dict:

@@ -31,14 +31,11 @@ def solution_region(cell_source: str) -> str:
     return "".join(SOLUTION_BLOCK.findall(cell_source))
 
 
-def solution_cells(source_notebook: Path, *, code_only: bool = False) -> dict[str, str]:
-    """grade_id -> instructor answer, for every solution cell of a source notebook, in notebook order.
-
-    With ``code_only``, the written answers (markdown solution cells) are left out: only what runs.
-    """
+def solution_cells(source_notebook: Path) -> dict[str, str]:
+    """grade_id -> instructor answer (code or written), for every solution cell of a source notebook, in order."""
     nb = nbformat.read(source_notebook, as_version=4)
     return {meta["grade_id"]: solution_code(cell.source) for cell, meta in _nbgrader_cells(nb)
-            if meta.get("solution") and (cell.cell_type == "code" or not code_only)}
+            if meta.get("solution")}
 
 
 def _nbgrader_cells(nb) -> list[tuple[nbformat.NotebookNode, dict]]:
@@ -100,9 +97,17 @@ class NotebookSolutions:
         """The cells with a sample mistake (``utils.instructor.samples``) applied to its cell."""
         return {**self.cells, sample.cell: self.edit(sample.cell, *sample.replace, once=True)}
 
-    def run(self, cells: Mapping[str, str] | None = None) -> dict:
-        """The namespace after running ``cells`` (default: every solution cell), in order, in a copy of base."""
+    def run(self, cells: Mapping[str, str] | None = None, *, unanswered_ok: bool = False) -> dict:
+        """The namespace after running ``cells`` (default: every solution cell), in order, in a copy of base.
+
+        With ``unanswered_ok`` (a release notebook's stubs), a cell that raises NotImplementedError keeps
+        what it defined before the raise (e.g. a dict of answers left as None) and the next cell runs.
+        """
         namespace = dict(self.base)
         for name, code in (self.cells if cells is None else cells).items():
-            self._exec(name, code, namespace)
+            try:
+                self._exec(name, code, namespace)
+            except NotImplementedError:
+                if not unanswered_ok:
+                    raise
         return namespace
