@@ -25,6 +25,7 @@ from utils.grading.preprocessors import (
     PrepareTrustedTests,
     RestoreGradeCells,
     SandboxedExecute,
+    SanitizeUntrustedHTML,
 )
 
 c = get_config()  # provided by nbgrader
@@ -65,6 +66,7 @@ c.Autograde.autograde_preprocessors = [
     SandboxedExecute,
     FilterHarmlessStderr,   # library warnings on stderr would zero a correct test cell
     ApplyTrustedVerdicts,
+    SanitizeUntrustedHTML,  # no HTML or script of the submission runs where the notebook is shown
     IgnorePattern,
     ClearMetadataPreprocessor,
     LimitOutput,
@@ -73,18 +75,36 @@ c.Autograde.autograde_preprocessors = [
     CheckCellMetadata,
 ]
 c.Autograde.create_student = True
+# ClearMetadataPreprocessor is off (nbconvert's default); should it be turned on, it keeps the review
+# flags the grader writes into each autograded notebook (utils/grading/review_flags.py).
+c.ClearMetadataPreprocessor.preserve_nb_metadata_mask = {("language_info", "name"), "course_review_flags"}
+
+# Rendering a submission (formgrader, generate_feedback) sanitises again, whatever the autograded
+# notebook holds. SanitizeUntrustedHTML in their HTML exporter: Markdown cells (nbgrader's formgrade
+# and feedback templates render them unsanitised even with sanitize_html), attachments, outputs,
+# metadata. sanitize_html: nbconvert bleaches text/html and text/markdown outputs and writes no
+# application/javascript or widget scripts.
+c.HTMLExporter.preprocessors = [SanitizeUntrustedHTML]
+c.HTMLExporter.sanitize_html = True
 
 # Loop-based student code (the deformable convolution in nested Python loops) takes seconds
 # per test cell; a runaway cell is interrupted after this many seconds.
 c.SandboxedExecute.timeout = 180
 c.SandboxedExecute.interrupt_on_timeout = True
+c.SandboxedExecute.notebook_time_limit = 1800    # wall-clock seconds per notebook, all cells together
 c.SandboxedExecute.cpu_time_limit = 900          # CPU seconds per notebook
-c.SandboxedExecute.memory_limit_mb = 6144        # heap per kernel
+# Budgets of a kernel as a whole (all its processes; cgroups where the machine allows, see README):
+c.SandboxedExecute.memory_limit_mb = 6144        # memory, its /tmp, /dev/shm and folder files included
+c.SandboxedExecute.max_processes = 256           # processes and threads at once
+c.SandboxedExecute.disk_limit_mb = 256           # what it may hold in its working folder
+c.SandboxedExecute.file_count_limit = 2000       # files and folders in its working folder
+c.SandboxedExecute.tmp_size_mb = 512             # its /tmp, and its /dev/shm
 c.SandboxedExecute.cell_output_limit_kb = 512    # output kept per cell
-# Notebooks graded "from scratch": these libraries cannot be imported by the grading kernel.
+# Notebooks graded "from scratch": these libraries, and the course's own NumPy reference of the
+# notebook (complete answers with their mistake switches off), cannot be imported by the grading kernel.
 c.SandboxedExecute.from_scratch = {
-    "deformable_conv/deformable_conv": ["torch", "torchvision"],
-    "cnn/cnn_layers": ["torch", "torchvision"],
+    "deformable_conv/deformable_conv": ["torch", "torchvision", "utils.deformable_conv.computations"],
+    "cnn/cnn_layers": ["torch", "torchvision", "utils.cnn.layers.computations"],
 }
 
 # Unreadable (invalid JSON) and renamed notebooks are graded with a note instead of dropped.

@@ -9,6 +9,11 @@ The parallel grader forks its kernels from warm zygotes (utils/grading/zygote.py
 kernel anew, so this also shows that warm kernels grade exactly as new ones. Two assignments are
 regraded to keep the test short: ``deformable_conv`` (NumPy only, torch blocked) and ``rnn``
 (torch), those of them that were graded; override with COURSE_PARALLEL_ASSIGNMENTS.
+
+No silent zeros, on a small course of its own (deformable_conv, three students): a student whose
+kernel dies in every cell is FAILED in the status table and the exit status is 1, the others are
+graded; a grading kernel that imports another ``utils`` than the grader stops the batch (exit
+status 2) before any student.
 """
 from __future__ import annotations
 
@@ -26,7 +31,9 @@ import nbformat
 import pytest
 from nbgrader.api import Gradebook
 
+import utils
 from utils.grading.gradebook import sqlite_gradebook_url
+from utils.instructor.course import REPO_ROOT, build_submissions, generate_release
 
 BROKEN = "aaa_broken_metadata"   # sorts first: the first student of its shard
 SHARD_SIZE = 2                   # several shards on the two workers, the broken one with a shard-mate
@@ -177,3 +184,69 @@ def test_a_broken_submission_is_reported_at_the_end_and_others_are_graded(parall
     assert f"Graded {total} of {total + 1} submissions" in report
     # nothing of the broken one reached the feedback or autograded folders
     assert not (run.parallel / "feedback" / BROKEN / run.assignment).exists()
+
+
+# --------------------------------------------------------------------------- no silent zeros
+
+KILLER = "kills_kernel"
+
+
+@pytest.fixture(scope="module")
+def small_course(tmp_path_factory) -> Path:
+    """deformable_conv released, with the solution, the untouched release and a notebook that kills its kernel."""
+    root = tmp_path_factory.mktemp("parallel_status") / "course"
+    shutil.copytree(REPO_ROOT / "source" / "deformable_conv", root / "source" / "deformable_conv")
+    shutil.copy(REPO_ROOT / "nbgrader_config.py", root / "nbgrader_config.py")
+    generate_release(root, ["deformable_conv"])
+    build_submissions("deformable_conv", root, 0)
+    nb = nbformat.read(root / "submitted" / "solution" / "deformable_conv" / "deformable_conv.ipynb", as_version=4)
+    nb.cells.insert(0, nbformat.v4.new_code_cell("import os\nos._exit(3)"))   # every cell after it: not run
+    (root / "submitted" / KILLER / "deformable_conv").mkdir(parents=True)
+    nbformat.write(nb, root / "submitted" / KILLER / "deformable_conv" / "deformable_conv.ipynb")
+    return root
+
+
+def run_parallel(root: Path, *args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PATH=os.path.dirname(sys.executable) + os.pathsep + os.environ.get("PATH", ""))
+    return subprocess.run([sys.executable, "-m", "utils.instructor.parallel", "deformable_conv", "--quiet", *args],
+                          cwd=root, env=env, text=True, capture_output=True, timeout=900)
+
+
+def test_the_parallel_grader_fails_a_student_whose_tests_all_recorded_nothing(small_course):
+    proc = run_parallel(small_course, "--workers", "2", "--shard-size", "1", "--timings", "timings.json")
+    assert proc.returncode == 1, proc.stdout[-3000:] + proc.stderr[-3000:]
+    results = {r["student"]: r for r in json.loads((small_course / "timings.json").read_text())}
+    assert not results[KILLER]["ok"] and results["solution"]["ok"] and results["untouched"]["ok"]
+    assert [s["graded"] for s in results[KILLER]["statuses"]] == [False]
+    assert "every test cell failed to run: no output was recorded" in results[KILLER]["error"]
+    table = proc.stdout[proc.stdout.index("Grading status:"):]
+    rows = {line.split()[0]: line for line in table.splitlines()[2:5]}
+    assert "FAILED: every test cell failed to run: no output was recorded (the kernel exited with status 3" \
+        in rows[KILLER]
+    assert rows["solution"].endswith("  graded") and rows["untouched"].endswith("  graded")
+    assert "2 of 3 submissions graded; 1 could not be graded" in table
+    assert f"✗ {KILLER}/deformable_conv" in table
+    # graded all the same, with feedback that says why
+    assert code_scores(small_course, "deformable_conv", [KILLER])[(KILLER, "deformable_conv")][0] == 0
+    assert "the kernel had stopped" in (small_course / "feedback" / KILLER / "deformable_conv" /
+                                        "deformable_conv.html").read_text()
+
+
+def test_the_parallel_grader_stops_before_any_student_when_the_kernel_imports_another_utils(small_course, tmp_path):
+    course = tmp_path / "next_term"
+    course.mkdir()
+    for name in ("source", "release", "submitted"):
+        shutil.copytree(small_course / name, course / name, ignore=shutil.ignore_patterns(KILLER, "untouched"))
+    shutil.copy(small_course / "nbgrader_config.py", course / "nbgrader_config.py")
+    shutil.copy(small_course / "gradebook.db", course / "gradebook.db")
+    package = Path(utils.__file__).resolve().parent
+    (course / "utils").mkdir()
+    (course / "utils" / "__init__.py").write_text(   # this copy differs from the one the kernel imports
+        f"COURSE_TERM = 'next term'\n__path__.append({str(package)!r})\n"
+        f"exec(compile(open({str(package / '__init__.py')!r}).read(), __file__, 'exec'))\n")
+    proc = run_parallel(course, "--workers", "1")
+    output = proc.stdout + proc.stderr
+    assert proc.returncode == 2, output[-3000:]
+    assert "Preflight failed for deformable_conv/deformable_conv.ipynb" in output
+    assert str(package / "__init__.py") in output and str(course / "utils" / "__init__.py") in output
+    assert not (course / "autograded").exists() and not (course / "feedback").exists()

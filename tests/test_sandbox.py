@@ -20,7 +20,7 @@ def sandboxed(tmp_path, code: str, blocked=()) -> subprocess.CompletedProcess:
     run.mkdir()
     cmd = bwrap_command([sys.executable, "-c", code], SandboxSettings(
         bwrap=shutil.which("bwrap"), student_dir=str(student), run_dir=str(run), blocked_modules=list(blocked),
-        notebook="demo.ipynb", cpu_seconds=60, data_bytes=4 * 2**30, file_bytes=2**26))
+        notebook="demo.ipynb", cpu_seconds=60, data_bytes=4 * 2**30, file_bytes=2**26, tmp_bytes=2**26))
     return subprocess.run(cmd, capture_output=True, text=True, cwd=student, timeout=120)
 
 
@@ -28,9 +28,8 @@ def test_tmp_is_emptied_before_the_environment_is_mounted():
     """An environment or course under /tmp (a CI checkout, a temporary course) must stay visible."""
     cmd = bwrap_command(["true"], SandboxSettings(bwrap="bwrap", student_dir="/tmp/s", run_dir="/tmp/r",
                                                   blocked_modules=[], notebook="x", cpu_seconds=1, data_bytes=1,
-                                                  file_bytes=1))
-    tmpfs = cmd.index("--tmpfs")
-    assert cmd[tmpfs + 1] == "/tmp"
+                                                  file_bytes=1, tmp_bytes=1))
+    tmpfs = next(i for i, arg in enumerate(cmd) if arg == "--tmpfs" and cmd[i + 1] == "/tmp")
     assert all(i > tmpfs for i, arg in enumerate(cmd) if arg in ("--ro-bind", "--bind"))
 
 
@@ -69,9 +68,19 @@ def test_no_network(tmp_path):
 
 # --------------------------------------------------------------------------- warm kernels (utils/grading/zygote.py)
 
+BUDGET_ARGS = dict(memory_bytes=4 * 2**30, max_pids=256, tmp_bytes=2**26)
+
+
+def _budget():
+    from utils.grading.zygote import KernelBudget
+    return KernelBudget(**BUDGET_ARGS)
+
+
+BUDGET = None if shutil.which("bwrap") is None else _budget()
+
 @pytest.fixture(scope="module")
 def warm_course(tmp_path_factory):
-    """Two students' folders under one autograded root, and a zygote that may reach both."""
+    """Two students' folders under one base folder, and a zygote that may reach both."""
     from utils.grading.zygote import KernelZygote
     root = tmp_path_factory.mktemp("warm")
     for student in ("alice", "bob"):
@@ -79,8 +88,7 @@ def warm_course(tmp_path_factory):
     (root / "autograded" / "bob" / "hw" / "answers.txt").write_text("bob's answers")
     (root / "runs").mkdir()
     zygote = KernelZygote(bwrap=shutil.which("bwrap"), notebook="hw.ipynb", blocked_modules=["torch"],
-                          preload=["ipykernel.kernelapp", "numpy"],
-                          writable=[str(root / "autograded"), str(root / "runs")], run_base=str(root / "runs"))
+                          preload=["ipykernel.kernelapp", "numpy"], kernels_base=str(root), budget=BUDGET)
     yield root, zygote
     zygote.close()
 
@@ -201,33 +209,84 @@ def test_a_warm_kernel_over_its_cpu_limit_is_stopped(warm_course):
     kernel = WarmKernel(zygote, root, "alice", cpu_seconds=1)
     try:
         kernel.client.execute("while True: pass")
-        assert kernel.process.wait(timeout=60) == -signal.SIGXCPU
+        assert kernel.process.wait(timeout=60) == 128 + signal.SIGXCPU   # as a shell reports a signal
     finally:
         kernel.client.stop_channels()
 
 
-def test_a_kernel_that_stops_its_zygote_costs_the_next_student_nothing(tmp_path):
-    """A kernel can signal its zygote (same user); a zygote that stops answering is replaced."""
-    from utils.grading.zygote import ZygotePool
+def _descendants(pid: int) -> list[int]:
+    parents = {}
+    for name in os.listdir("/proc"):
+        if name.isdigit():
+            try:
+                parents[int(name)] = int(open(f"/proc/{name}/stat").read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                pass
+    found, frontier = [], [pid]
+    while frontier:
+        children = [child for child, parent in parents.items() if parent in frontier]
+        found += children
+        frontier = children
+    return found
+
+
+def test_a_warm_kernel_cannot_reach_its_zygote_and_a_stuck_zygote_is_replaced(tmp_path):
+    """The kernel's parent is process 1 of its own PID namespace: signals stop nothing; a zygote that
+    stops answering (for whatever reason) is killed and the next student gets a new one."""
+    from utils.grading.zygote import ZygoteError, ZygotePool
     for student in ("alice", "bob"):
         (tmp_path / "autograded" / student / "hw").mkdir(parents=True)
+    (tmp_path / "runs").mkdir()
     pool = ZygotePool()
     settings = dict(bwrap=shutil.which("bwrap"), notebook="hw.ipynb", blocked_modules=[],
-                    preload=["ipykernel.kernelapp"], hidden_root=str(tmp_path / "autograded"))
+                    preload=["ipykernel.kernelapp"], kernels_base=str(tmp_path), budget=BUDGET)
     try:
         first = pool.get(**settings)
+        kernel = WarmKernel(first, tmp_path, "alice")
+        seen = kernel.run("import os, signal\n"
+                          "others = [int(p) for p in os.listdir('/proc') if p.isdigit() and int(p) != os.getpid()]\n"
+                          "print(os.getppid(), others)\n"
+                          "for pid in others:\n"
+                          "    os.kill(pid, signal.SIGSTOP)\n")
+        assert seen.strip() == "1 [1]", seen          # its parent, its own namespace's init, is all it sees
+        assert first.request(op="poll", pid=kernel.process.pid)["returncode"] is None   # zygote still answers
+        kernel.close()
         first.reply_timeout = 2
-        kernel = WarmKernel(first, tmp_path, "alice", run_base=pool.run_base)
-        kernel.client.execute("import os, signal; os.kill(os.getppid(), signal.SIGSTOP)")
-        assert kernel.process.wait(timeout=30) == -signal.SIGKILL   # poll timed out: zygote and kernel killed
-        kernel.client.stop_channels()
+        for pid in _descendants(first.process.pid):
+            os.kill(pid, signal.SIGSTOP)
+        with pytest.raises(ZygoteError, match="did not answer"):
+            first.request(op="reap")
         assert not first.alive()
         second = pool.get(**settings)
         assert second is not first and second.alive()
-        kernel = WarmKernel(second, tmp_path, "bob", run_base=pool.run_base)
+        kernel = WarmKernel(second, tmp_path, "bob")
         try:
             assert kernel.run("print(6 * 7)").strip() == "42"
         finally:
             kernel.close()
     finally:
         pool.close()
+
+
+def test_the_course_reference_of_a_from_scratch_notebook_cannot_be_loaded(tmp_path):
+    """Neither its source nor a compiled copy: the NumPy reference is a complete answer."""
+    import importlib.util
+    module = "utils.deformable_conv.computations"
+    source = importlib.util.find_spec(module).origin
+    import py_compile
+    compiled = importlib.util.cache_from_source(source)
+    try:
+        py_compile.compile(source, cfile=compiled, doraise=True)
+    except OSError:
+        pytest.skip("the package folder is read-only here: no compiled copy to hide")
+    probe = ("import importlib.machinery, json\n"
+             "seen = {}\n"
+             f"try:\n    import {module}\n    seen['import'] = 'loaded'\n"
+             "except ImportError as e:\n    seen['import'] = str(e)\n"
+             f"try:\n    importlib.machinery.SourcelessFileLoader('x', {compiled!r}).load_module()\n"
+             "    seen['pyc'] = 'loaded'\n"
+             "except Exception as e:\n    seen['pyc'] = type(e).__name__\n"
+             "print(json.dumps(seen))\n")
+    proc = sandboxed(tmp_path, probe, blocked=[module])
+    seen = json.loads(proc.stdout.splitlines()[-1])
+    assert "graded from scratch" in seen["import"] and seen["pyc"] != "loaded", seen

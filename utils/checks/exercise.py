@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import copy
 import os
-import sys
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -22,6 +21,7 @@ import numpy as np
 from utils.checks.compare import DEFAULT_TOLERANCE, Tolerance, compare
 from utils.checks.diagnose import Mistake, identify, identify_shape, mistake_output
 from utils.checks.feedback import CheckFailure, CheckResult, NotImplementedYet, Report, raise_failure
+from utils.checks.from_scratch import ForbiddenUse, from_scratch_report, switched_off_report, unavailable_report
 
 
 @dataclass
@@ -60,7 +60,8 @@ class Exercise:
     hint: str = ""                                 # shown when no mistake matched
     exception_hints: dict[str, str] = field(default_factory=dict)  # exception type name -> hint
     # Library functions/classes a from-scratch answer must not call ("torch.nn.functional.conv2d",
-    # "torch.nn.LSTMCell"): calling one fails the case, in the visible check and when grading.
+    # "torch.nn.LSTMCell"): calling one, by any route, fails the case, in the visible check and when
+    # grading (utils.checks.from_scratch).
     forbidden: tuple[str, ...] = ()
 
 
@@ -93,81 +94,20 @@ def not_implemented_report(exercise: Exercise) -> Report:
                        "run that cell, then run this check again.")
 
 
-def _resolve(path: str) -> Any:
-    """The object at a dotted path, or None when its module is not imported (so it was not called)."""
-    parts = path.split(".")
-    for split in range(len(parts) - 1, 0, -1):
-        module = sys.modules.get(".".join(parts[:split]))
-        if module is not None:
-            obj = module
-            try:
-                for name in parts[split:]:
-                    obj = getattr(obj, name)
-            except AttributeError:
-                return None
-            return obj
-    return None
-
-
-class _CallWatcher:
-    """Notices calls of forbidden library code while the student's code runs (sys.setprofile).
-
-    Watching calls, not names, also catches aliases (``from torch.nn.functional import conv2d as c``).
-    """
-
-    def __init__(self, paths: tuple[str, ...]):
-        self.builtins: dict[int, str] = {}
-        self.codes: dict[Any, str] = {}
-        for path in paths:
-            obj = _resolve(path)
-            if obj is None:
-                continue
-            if isinstance(obj, type):
-                obj = getattr(obj, "forward", None) or obj.__call__
-            code = getattr(obj, "__code__", None)
-            if code is not None:
-                self.codes.setdefault(code, path)
-            else:
-                self.builtins.setdefault(id(obj), path)
-        self.called: str = ""
-
-    def __enter__(self):
-        self._previous = sys.getprofile()
-        if self.codes or self.builtins:
-            sys.setprofile(self._event)
-        return self
-
-    def __exit__(self, *exc):
-        sys.setprofile(self._previous)
-
-    def _event(self, frame, event, arg):
-        if self.called:
-            return
-        if event == "call":
-            self.called = self.codes.get(frame.f_code, "")
-        elif event == "c_call":
-            self.called = self.builtins.get(id(arg), "")
-
-
-def from_scratch_report(exercise: Exercise, called: str, label: str = "", description: str = "") -> Report:
-    return Report(
-        headline=f"{exercise.function} must be written from scratch, but it called {called}",
-        case=f"{label}: {description}" if label else "",
-        details=[f"{called} computes the reference this exercise is compared with; an answer that calls "
-                 "it earns no points for this exercise."],
-        hint="write the computation yourself from the formulas above (NumPy / basic tensor operations).")
-
-
 def produce(exercise: Exercise, fn: Callable, case: Case, label: str) -> Produced:
     """Run the student's code on one case; an exception becomes a report, never a traceback."""
     inputs = copy.deepcopy(case.inputs)   # the student may modify their inputs in place
     try:
         if not exercise.forbidden:
             return Produced(value=exercise.call(fn, inputs))
-        with _CallWatcher(exercise.forbidden) as watcher:
-            value = exercise.call(fn, inputs)
-        if watcher.called:
-            return Produced(error=from_scratch_report(exercise, watcher.called, label, case.description))
+        with ForbiddenUse(exercise.forbidden) as watch:
+            value = exercise.call(fn, inputs) if not watch.unavailable else None
+        if watch.unavailable:
+            return Produced(error=unavailable_report(exercise, watch.unavailable, label, case.description))
+        if watch.switched_off:
+            return Produced(error=switched_off_report(exercise, watch.switched_off, label, case.description))
+        if watch.found:
+            return Produced(error=from_scratch_report(exercise, watch.found, label, case.description))
         return Produced(value=value)
     except NotImplementedError:
         return Produced(error=not_implemented_report(exercise), not_implemented=True)

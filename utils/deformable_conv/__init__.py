@@ -12,9 +12,10 @@ The notebook asks for four NumPy functions, each built on the one before:
 
 These modules run in the student's kernel (to call the student's functions) and in the grader (to
 compute references and name mistakes). The notebook is graded from scratch in a kernel that cannot
-import torch or torchvision, so no module here imports them at module level: the references in
-:mod:`~utils.deformable_conv.computations` import torch when they are first computed, and the
-known mistakes are NumPy re-implementations.
+import torch, torchvision or the course's own reference, :mod:`~utils.deformable_conv.computations`
+(torchvision's references, and NumPy re-implementations that are complete answers with their mistake
+switches off): the exercise modules import it only inside the functions that compute references,
+mistakes and case sizes, never at module level or in ``Exercise.call``.
 """
 from utils.deformable_conv.bilinear_interpolate import BILINEAR, check_bilinear_interpolate
 from utils.deformable_conv.conv_output_size import OUTPUT_SIZE, check_conv_output_size

@@ -2,6 +2,8 @@
 
 Each case is an image and a set of query points, one call per point; compared with torchvision's
 sampling (a 1×1 deformable convolution, :func:`~utils.deformable_conv.computations.torchvision_bilinear`).
+The reference and the mistakes come from :mod:`~utils.deformable_conv.computations`, imported where
+they are computed: the kernel that grades this notebook only calls the student's function.
 """
 from __future__ import annotations
 
@@ -12,7 +14,29 @@ from utils.checks.diagnose import Mistake
 from utils.checks.exercise import Case, Exercise, run_check, visible_then_hidden
 from utils.checks.feedback import show
 from utils.checks.seeding import case_rng
-from utils.deformable_conv.computations import SAMPLING_MISTAKES, bilinear_numpy, torchvision_bilinear
+
+# rule of computations.bilinear_numpy -> (mistake name, hint), shared by bilinear_interpolate and deform_conv2d
+SAMPLING_MISTAKES = {
+    "clamp": ("pixels outside the image are clamped to the border instead of being zero",
+              "a corner outside the image contributes 0 (zero padding), not the nearest border pixel."),
+    "trunc": ("`int()` is used instead of floor: for negative coordinates int(-0.5) = 0 but floor(-0.5) = -1",
+              "use np.floor (then int) so the top-left corner is always at or before q."),
+    "wrap": ("negative indices wrap around: a_l[-1, x] reads the last row instead of giving 0",
+             "test 0 <= y < H and 0 <= x < W before reading a pixel; Python's negative indexing does not raise."),
+    "bounds_on_q": ("a sample is zeroed whenever q itself is outside [0, H−1]×[0, W−1], "
+                    "but corners inside the image must still contribute",
+                    "check each of the four corners separately, not the query point."),
+    "corner_mix": ("the corners are mixed up when interpolating Y first (the top-right corner is weighted by the "
+                   "x-fraction of the left column and v_11 is missing)",
+                   "interpolate along X on the top row (v_00, v_01) and the bottom row (v_10, v_11), then along Y."),
+    "corner_mix_diagonal": ("the x-fraction is applied to the vertical neighbours: v_00 and v_10 are blended by dx",
+                            "v_01 is the right neighbour (same row, x + 1); "
+                            "v_10 is the one below (y + 1, same column)."),
+    "ceil": ("at exact integer positions a corner is counted twice: ceil(q) equals floor(q) there",
+             "take the second corner as floor(q) + 1, not ceil(q)."),
+    "swap_yx": ("q_y and q_x are swapped: rows are indexed with x and columns with y",
+                "a_l[y, x]: the first index is the row (y), the second the column (x)."),
+}
 
 EXERCISE = "bilinear_interpolate"
 HAND_IMAGE = [[1.0, 2.0], [3.0, 4.0]]
@@ -71,11 +95,15 @@ def _call(fn, inputs):
 
 
 def _reference(inputs):
+    from utils.deformable_conv.computations import torchvision_bilinear
+
     return torchvision_bilinear(inputs["a_l"], inputs["points"])
 
 
 def _sampled_with(rule):
     def compute(inputs):
+        from utils.deformable_conv.computations import bilinear_numpy
+
         points = inputs["points"]
         return bilinear_numpy(inputs["a_l"][None], points[:, 0], points[:, 1], rule)[0]
     return compute

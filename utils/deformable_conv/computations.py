@@ -6,6 +6,12 @@
 * NumPy re-implementations whose keyword switches reproduce the mistakes students make: every
   catalogued mistake of these exercises is one of them, told to compute wrongly.
 
+With its switches off, each NumPy version is a complete answer to its exercise. So this module is
+the course's reference, not part of what the grading kernel runs: the exercise modules import it
+only inside the functions that compute references and mistakes (in the grader, or in a visible
+check), never at module level or in ``Exercise.call``, and ``nbgrader_config.py`` makes it
+unimportable in the kernel that grades this notebook (``c.SandboxedExecute.from_scratch``).
+
 Layouts are torchvision's: ``a_l`` (N, C_in, H, W), ``delta`` (N, 2·K_h·K_w, H_out, W_out) holding Δy at
 channel 2k and Δx at 2k+1 for tap k = kh·K_w + kw, ``mask`` (N, K_h·K_w, H_out, W_out),
 ``weight`` (C_out, C_in, K_h, K_w).
@@ -48,35 +54,12 @@ def torchvision_bilinear(a_l, points) -> np.ndarray:
 
 # --------------------------------------------------------------------------- NumPy, with mistake switches
 
-# rule of bilinear_numpy -> (mistake name, hint), shared by bilinear_interpolate and deform_conv2d
-SAMPLING_MISTAKES = {
-    "clamp": ("pixels outside the image are clamped to the border instead of being zero",
-              "a corner outside the image contributes 0 (zero padding), not the nearest border pixel."),
-    "trunc": ("`int()` is used instead of floor: for negative coordinates int(-0.5) = 0 but floor(-0.5) = -1",
-              "use np.floor (then int) so the top-left corner is always at or before q."),
-    "wrap": ("negative indices wrap around: a_l[-1, x] reads the last row instead of giving 0",
-             "test 0 <= y < H and 0 <= x < W before reading a pixel; Python's negative indexing does not raise."),
-    "bounds_on_q": ("a sample is zeroed whenever q itself is outside [0, H−1]×[0, W−1], "
-                    "but corners inside the image must still contribute",
-                    "check each of the four corners separately, not the query point."),
-    "corner_mix": ("the corners are mixed up when interpolating Y first (the top-right corner is weighted by the "
-                   "x-fraction of the left column and v_11 is missing)",
-                   "interpolate along X on the top row (v_00, v_01) and the bottom row (v_10, v_11), then along Y."),
-    "corner_mix_diagonal": ("the x-fraction is applied to the vertical neighbours: v_00 and v_10 are blended by dx",
-                            "v_01 is the right neighbour (same row, x + 1); "
-                            "v_10 is the one below (y + 1, same column)."),
-    "ceil": ("at exact integer positions a corner is counted twice: ceil(q) equals floor(q) there",
-             "take the second corner as floor(q) + 1, not ceil(q)."),
-    "swap_yx": ("q_y and q_x are swapped: rows are indexed with x and columns with y",
-                "a_l[y, x]: the first index is the row (y), the second the column (x)."),
-}
-
-
 def bilinear_numpy(images: np.ndarray, q_y: np.ndarray, q_x: np.ndarray, rule: str = "correct") -> np.ndarray:
     """Bilinear samples of ``images`` (C, H, W) at positions ``q_y``, ``q_x`` (any equal shapes).
 
     Returns (C, *q_y.shape). ``rule="correct"`` is torchvision's rule (each corner outside
-    the image counts as zero); the other rules are the keys of :data:`SAMPLING_MISTAKES`.
+    the image counts as zero); the other rules are the keys of
+    :data:`utils.deformable_conv.bilinear_interpolate.SAMPLING_MISTAKES`.
     """
     images = np.asarray(images, dtype=np.float64)
     q_y = np.asarray(q_y, dtype=np.float64)
@@ -126,6 +109,15 @@ def bilinear_numpy(images: np.ndarray, q_y: np.ndarray, q_x: np.ndarray, rule: s
 def output_size(size, kernel_size, stride, padding, dilation, plus_one=True):
     """The convolution's output length; ``plus_one=False`` is the mistake of dropping the ``+ 1``."""
     return (size + 2 * padding - dilation * (kernel_size - 1) - 1) // stride + int(plus_one)
+
+
+def output_size_with(size, k, s, p, d, plus_one=True, dilation=True, padding_twice=True, true_div=False):
+    """The output length computed with the mistakes of conv_output_size switched on: no ``+ 1``, no
+    dilation, padding on one side only, true division."""
+    d = d if dilation else 1
+    pad = 2 * p if padding_twice else p
+    span = size + pad - d * (k - 1) - 1
+    return (span / s if true_div else span // s) + int(plus_one)
 
 
 def positions_numpy(delta, kernel_size, stride=1, padding=0, dilation=1, *, offsets="yx",

@@ -1,7 +1,8 @@
 """``conv_output_size(size, kernel_size, stride=1, padding=0, dilation=1) -> int``.
 
 One case: a table of settings, each answered by one call; compared with the output length of
-torch's own convolution.
+torch's own convolution. The mistakes are computed by
+:func:`~utils.deformable_conv.computations.output_size_with`, imported where they are computed.
 """
 from __future__ import annotations
 
@@ -48,17 +49,11 @@ def _reference(inputs):
     return np.array([torch_conv_output_size(*setting) for setting in inputs["settings"]], dtype=np.float64)
 
 
-def _wrong_output_size(size, k, s, p, d, plus_one=True, dilation=True, padding_twice=True, true_div=False):
-    d = d if dilation else 1
-    pad = 2 * p if padding_twice else p
-    span = size + pad - d * (k - 1) - 1
-    return (span / s if true_div else span // s) + int(plus_one)
-
-
 def _sizes_computed_with(**switches):
     def compute(inputs):
-        return np.array([_wrong_output_size(*setting, **switches) for setting in inputs["settings"]],
-                        dtype=np.float64)
+        from utils.deformable_conv.computations import output_size_with
+
+        return np.array([output_size_with(*setting, **switches) for setting in inputs["settings"]], dtype=np.float64)
     return compute
 
 

@@ -5,7 +5,9 @@
 * ``deform_conv2d(a_l, delta, mask, weight, stride=1, padding=0, dilation=1) -> (N, C_out, H_out, W_out)``,
   as ``torchvision.ops.deform_conv2d(..., bias=None)``.
 
-Each exercise draws its own inputs (its name seeds the generator) from the settings below.
+Each exercise draws its own inputs (its name seeds the generator) from the settings below. The
+references and mistakes come from :mod:`~utils.deformable_conv.computations`, imported where they are
+computed: the kernel that grades this notebook only calls the student's functions.
 """
 from __future__ import annotations
 
@@ -15,13 +17,7 @@ from utils.checks.diagnose import Mistake
 from utils.checks.exercise import Case, Exercise, run_check, visible_then_hidden
 from utils.checks.feedback import show
 from utils.checks.seeding import case_rng
-from utils.deformable_conv.computations import (
-    SAMPLING_MISTAKES,
-    deform_conv2d_numpy,
-    output_size,
-    positions_numpy,
-    torchvision_deform_conv2d,
-)
+from utils.deformable_conv.bilinear_interpolate import SAMPLING_MISTAKES
 
 # (N, C_in, C_out, H, W, K_h, K_w, stride, padding, dilation, offset_range, mask kind, integer offsets)
 SETTINGS = [
@@ -40,6 +36,8 @@ HIDDEN_SETTINGS = [
 
 
 def _inputs(exercise: str, number: int, setting, salt: str) -> dict:
+    from utils.deformable_conv.computations import output_size
+
     N, C_in, C_out, H, W, K_h, K_w, stride, padding, dilation, spread, mask_kind, integer = setting
     rng = case_rng(exercise, number, salt)
     H_out = output_size(H, K_h, stride, padding, dilation)
@@ -115,12 +113,16 @@ def _positions_call(fn, inputs):
 
 
 def _positions_reference(inputs):
+    from utils.deformable_conv.computations import positions_numpy
+
     # Δ's layout and the position formula are those of torchvision.ops.deform_conv2d.
     return positions_numpy(inputs["delta"], _kernel_size(inputs), **_settings_of(inputs))
 
 
 def _positions_computed_with(**switches):
     def compute(inputs):
+        from utils.deformable_conv.computations import positions_numpy
+
         return positions_numpy(inputs["delta"], _kernel_size(inputs), **_settings_of(inputs), **switches)
     return compute
 
@@ -176,11 +178,15 @@ def _deform_call(fn, inputs):
 
 
 def _deform_reference(inputs):
+    from utils.deformable_conv.computations import torchvision_deform_conv2d
+
     return torchvision_deform_conv2d(**inputs)
 
 
 def _deform_computed_with(**switches):
     def compute(inputs):
+        from utils.deformable_conv.computations import deform_conv2d_numpy
+
         return deform_conv2d_numpy(inputs["a_l"], inputs["delta"], inputs["mask"], inputs["weight"],
                                    **_settings_of(inputs), **switches)
     return compute

@@ -12,7 +12,14 @@
     warm kernels forked in that sandbox; :mod:`~utils.grading.kernel_manager` starts a kernel either way;
   - :mod:`~utils.grading.submission_repair` and :mod:`~utils.grading.nbgrader_patches`: unreadable
     and renamed notebooks, and the one place nbgrader's own code is patched;
-  - :mod:`~utils.grading.gradebook`: the course's gradebook URL.
+    :mod:`~utils.grading.submission_intake` takes a submission in (links, special and oversized
+    files refused) and :mod:`~utils.grading.safe_files` reads and writes without following links;
+  - :mod:`~utils.grading.preflight` checks, before a batch, that a grading kernel imports the check
+    package the grader uses; :mod:`~utils.grading.batch_report` ends the batch with each
+    submission's status (graded, or failed and why), through the Autograde converter nbgrader runs;
+  - :mod:`~utils.grading.gradebook`: the course's gradebook URL;
+  - :mod:`~utils.grading.review_flags`: submitted code an instructor should review (routes around
+    the from-scratch rule, reads of grading files), with the line as evidence.
 * :mod:`utils.grading.in_kernel` — imported inside the student's (sandboxed) kernel: it runs the
   student's functions on the grading inputs and records the outputs. It may import the check core
   and numpy, never nbgrader and never the course secret.

@@ -11,6 +11,7 @@ import sys
 
 from jupyter_client.manager import AsyncKernelManager
 
+from utils.grading import cgroups
 from utils.grading.sandbox import SandboxSettings, bwrap_command
 from utils.grading.zygote import KernelZygote, ZygoteError
 
@@ -24,14 +25,19 @@ def ipykernel_arguments(cmd: list[str]) -> list[str] | None:
 
 
 class SandboxedKernelManager(AsyncKernelManager):
-    """Starts the kernel inside bubblewrap, as ``sandbox`` says.
+    """Starts the kernel inside bubblewrap, as ``sandbox`` says, in the control group ``cgroup``.
 
-    With a ``zygote`` (warm kernels), the kernel is forked by it instead of started by bwrap;
-    ``zygote`` is set to None again when the kernel had to be started by bwrap after all.
+    With a ``zygote`` (warm kernels), the kernel is forked by it instead of started by bwrap (it is
+    then in the zygote's group); ``zygote`` is set to None again when the kernel had to be started
+    by bwrap after all.
     """
 
     sandbox: SandboxSettings | None = None
     zygote: KernelZygote | None = None
+    cgroup: cgroups.KernelCgroup | None = None
+
+    def _sandboxed(self, cmd: list[str]) -> list[str]:
+        return cgroups.wrap_command(bwrap_command(cmd, self.sandbox), self.cgroup)
 
     def format_kernel_cmd(self, extra_arguments=None):
         cmd = super().format_kernel_cmd(extra_arguments)
@@ -40,9 +46,11 @@ class SandboxedKernelManager(AsyncKernelManager):
         if self.zygote is not None and ipykernel_arguments(cmd) is not None:
             return cmd
         self.zygote = None
-        return bwrap_command(cmd, self.sandbox)
+        return self._sandboxed(cmd)
 
     async def _async_launch_kernel(self, kernel_cmd, **kw):
+        if self.sandbox is not None:
+            kw["cwd"] = self.sandbox.student_dir
         if self.zygote is None:
             return await super()._async_launch_kernel(kernel_cmd, **kw)
         sandbox = self.sandbox
@@ -53,7 +61,7 @@ class SandboxedKernelManager(AsyncKernelManager):
         except ZygoteError as exc:
             self.log.warning("Warm kernel failed to start (%s); starting a new kernel.", exc)
             self.zygote = None
-            return await super()._async_launch_kernel(bwrap_command(kernel_cmd, sandbox), **kw)
+            return await super()._async_launch_kernel(self._sandboxed(kernel_cmd), **kw)
         provisioner = self.provisioner
         provisioner.process, provisioner.pid, provisioner.pgid = process, process.pid, None
         provisioner.cwd = sandbox.student_dir

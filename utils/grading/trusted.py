@@ -6,8 +6,9 @@ Configured in nbgrader_config.py around the sandboxed execution (``utils/grading
   source version, so an edited test cell is graded from the source instead of failing with
   "Inconsistent checksums"; :class:`OverwriteCellsInPlace` puts a deleted one back.
 * :class:`PrepareTrustedTests` (before execution) generates each test cell's hidden cases with
-  a course secret, writes them to ``.grading/`` in the student's folder, and replaces the cell by
-  a call that only records what the student's code returns (:mod:`utils.grading.in_kernel.recording`).
+  the course secret, for this student, and replaces the cell by a call that only records what the
+  student's code returns (:mod:`utils.grading.in_kernel.recording`); :class:`SandboxedExecute`
+  writes each cell's inputs into ``.grading/`` of the kernel's own folder just before the cell runs.
 * :class:`ApplyTrustedVerdicts` (after execution) loads those outputs (arrays only, no pickle;
   :mod:`utils.grading.recorded_outputs`), computes the torch/torchvision references here, and
   writes the verdict, the same feedback the visible checks give, as the cell's only output, from
@@ -23,8 +24,11 @@ cell calls, the course secret and the hidden cases drawn with it.
 from __future__ import annotations
 
 import ast
+import hashlib
+import hmac
 import pickle
 import secrets
+from collections import OrderedDict
 from pathlib import Path
 
 from utils.checks.exercise import Case, CaseMemo
@@ -32,8 +36,12 @@ from utils.checks.registry import MODULE_OF_CHECK
 from utils.checks.registry import exercise as find_exercise
 from utils.checks.seeding import grading_salt
 
-# resources[TRUSTED_KEY]: what PrepareTrustedTests hands over to ApplyTrustedVerdicts for one notebook.
+# resources[TRUSTED_KEY]: what PrepareTrustedTests hands over to SandboxedExecute (each test cell's
+# inputs) and ApplyTrustedVerdicts (what to judge) for one notebook.
 TRUSTED_KEY = "course_trusted_tests"
+# resources[KERNEL_FOLDER_KEY]: the kernel's folder (utils.grading.kernel_folder.KernelFolder), where
+# SandboxedExecute puts the inputs and ApplyTrustedVerdicts reads the outputs.
+KERNEL_FOLDER_KEY = "course_kernel_folder"
 # First line of a locked demo cell (training runs, figures) that the autograder does not run:
 # nothing graded may depend on it. Students still run it in JupyterLab.
 NOT_GRADED_MARKER = "# Not run by the autograder (nothing graded depends on this cell)."
@@ -109,39 +117,45 @@ def course_secret(root: Path) -> str:
     return path.read_text().strip()
 
 
-def cell_salt(secret: str, cell_id: str) -> str:
-    """What the hidden inputs of one test cell are drawn with."""
-    return f"{secret}|{cell_id}"
+def cell_salt(secret: str, student: str, cell_id: str) -> str:
+    """What the hidden inputs of one test cell are drawn with, for one student.
+
+    A keyed hash of the student and the cell: each student gets inputs of their own (one student's
+    inputs, or answers computed from them, are worthless to another), regrading a student draws the
+    same inputs again, and nothing about the secret can be recovered from the inputs.
+    """
+    return hmac.new(secret.encode(), f"{student}\x00{cell_id}".encode(), hashlib.sha256).hexdigest()
 
 
 class HiddenCases:
-    """The hidden cases of each (check, salt), drawn, pickled and given references once.
+    """The hidden cases of each (check, salt), drawn and given references once per student.
 
-    They depend only on the check, the test cell and the course secret, so one grading process
-    shares them between all its students.
+    PrepareTrustedTests draws them before the kernel runs, ApplyTrustedVerdicts judges with the
+    same memo afterwards; only the most recent ``keep`` entries are kept, so memory does not grow
+    with the class.
     """
 
-    def __init__(self):
-        self._cases: dict[tuple[str, str], tuple[list[Case], list[CaseMemo]]] = {}
-        self._pickled: dict[tuple[str, tuple[str, ...]], bytes] = {}
+    def __init__(self, keep: int = 64):
+        self.keep = keep
+        self._cases: OrderedDict[tuple[str, str], tuple[list[Case], list[CaseMemo]]] = OrderedDict()
 
     def cases(self, check_name: str, salt: str) -> tuple[list[Case], list[CaseMemo]]:
         """The cases, and a memo of each one's reference and mistake outputs."""
         key = (check_name, salt)
-        if key not in self._cases:
+        if key in self._cases:
+            self._cases.move_to_end(key)
+        else:
             exercise = find_exercise(check_name)
             with grading_salt(salt):
                 cases = exercise.make_cases(True)
             self._cases[key] = (cases, [CaseMemo(exercise, case) for case in cases])
+            while len(self._cases) > self.keep:
+                self._cases.popitem(last=False)
         return self._cases[key]
 
     def pickled_inputs(self, check_names: list[str], salt: str) -> bytes:
         """``[[(description, inputs), ...] per check]``, pickled, as the kernel's recorder reads them."""
-        key = (salt, tuple(check_names))
-        if key not in self._pickled:
-            self._pickled[key] = pickle.dumps(
-                [[(c.description, c.inputs) for c in self.cases(name, salt)[0]] for name in check_names])
-        return self._pickled[key]
+        return pickle.dumps([[(c.description, c.inputs) for c in self.cases(name, salt)[0]] for name in check_names])
 
 
 HIDDEN_CASES = HiddenCases()

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import ast
 import atexit
+import itertools
 import json
 import os
 import select
-import shutil
 import signal
 import subprocess
 import sys
@@ -26,12 +26,15 @@ import tempfile
 import threading
 import time
 from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
 
+from utils.grading import cgroups
 from utils.grading.sandbox import IN_SANDBOX_DIR, kernel_env, sandbox_args, visible_dirs
 
 KEEP_MOUNTPOINT = "/.keep"     # an empty folder in the zygote's sandbox where a child parks its mounts
 START_TIMEOUT = 120.0        # seconds until the zygote has done its imports
+ZYGOTE_MEMORY = 2 * 2**30    # memory the zygote may use for its imports, before its group's limit is tightened
 REPLY_TIMEOUT = 15.0         # seconds for any other reply; a zygote that stops answering is killed
 MAX_ZYGOTES = 3              # live zygotes per grading process (one per notebook being graded)
 
@@ -107,15 +110,31 @@ class ZygoteKernelProcess:
         self.send_signal(signal.SIGTERM)
 
 
+@dataclass(frozen=True)
+class KernelBudget:
+    """What one kernel may use in all (its processes together): see :mod:`utils.grading.cgroups`."""
+
+    memory_bytes: int
+    max_pids: int
+    tmp_bytes: int
+
+
 class KernelZygote:
-    """One sandboxed zygote process (``utils/grading/in_sandbox/zygote_server.py``) and its control pipe."""
+    """One sandboxed zygote process (``utils/grading/in_sandbox/zygote_server.py``) and its control pipe.
+
+    The zygote runs in a control group of its own (where cgroups can be used), and so does each
+    kernel it forks, since it forks one at a time: the group's limits are the zygote's own use
+    after its imports plus one kernel's budget.
+    """
 
     def __init__(self, *, bwrap: str, notebook: str, blocked_modules: list[str], preload: list[str],
-                 writable: list[str], run_base: str, reply_timeout: float = REPLY_TIMEOUT):
-        self.writable = [str(Path(p).resolve()) for p in writable]
+                 kernels_base: str, budget: KernelBudget, reply_timeout: float = REPLY_TIMEOUT):
+        self.writable = [str(Path(kernels_base).resolve())]
         self.reply_timeout = reply_timeout
-        stub_dir = tempfile.mkdtemp(prefix="zygote-", dir=run_base)
-        args = sandbox_args(bwrap, self.writable, blocked_modules, notebook, stub_dir)
+        self.budget = budget
+        self._ids = itertools.count()
+        stub_dir = tempfile.mkdtemp(prefix="zygote-", dir=kernels_base)
+        args = sandbox_args(bwrap, self.writable, blocked_modules, notebook, stub_dir, budget.tmp_bytes)
         # The zygote keeps the two capabilities its children need to build their own mount view;
         # each child drops them (and every other) before it runs the kernel.
         args += ["--unshare-user", "--cap-drop", "ALL", "--cap-add", "CAP_SYS_ADMIN", "--cap-add", "CAP_SETPCAP",
@@ -123,12 +142,17 @@ class KernelZygote:
         config = {"preload": preload}
         cmd = args + [sys.executable, str(IN_SANDBOX_DIR / "zygote_server.py"), json.dumps(config)]
         self.lock = threading.Lock()
-        self.process = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                                        env=kernel_env(dict(os.environ)))
+        # Room for the imports; the limits are tightened once they are done.
+        self.cgroup = cgroups.create(budget.memory_bytes + ZYGOTE_MEMORY, budget.max_pids + 64, label="zygote")
+        self.process = subprocess.Popen(cgroups.wrap_command(cmd, self.cgroup), stdin=subprocess.PIPE,
+                                        stdout=subprocess.PIPE, text=True, env=kernel_env(dict(os.environ)))
         ready = self._read(START_TIMEOUT)
         if not ready.get("ready"):
             self.close()
             raise ZygoteError(f"the kernel zygote did not start: {ready}")
+        if self.cgroup is not None:
+            self.cgroup.set_limits(self.cgroup.memory_used() + budget.memory_bytes,
+                                   self.cgroup.pids_used() + budget.max_pids)
 
     def _read(self, timeout: float | None = None) -> dict:
         timeout = self.reply_timeout if timeout is None else timeout
@@ -138,23 +162,41 @@ class KernelZygote:
         if not line:
             code = self.process.poll()
             if code is None:
-                # stopped or stuck (a kernel can signal it): never wait on it again
-                self.process.kill()
+                self._stop()   # stopped or stuck: never wait on it again
             raise ZygoteError("the kernel zygote " + ("stopped" if code is not None else
                                                       f"did not answer within {timeout:g} s")
                               + (f" (exit status {code})" if code is not None else ""))
-        return json.loads(line)
+        try:
+            reply = json.loads(line)
+        except ValueError:
+            reply = None
+        if not isinstance(reply, dict):
+            self._stop()   # only the zygote writes this pipe: anything else means it cannot be trusted
+            raise ZygoteError(f"the kernel zygote sent a malformed reply ({line[:80]!r}); it was stopped")
+        return reply
+
+    def _stop(self) -> None:
+        self.process.kill()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
 
     def request(self, **message) -> dict:
         with self.lock:
             if not self.alive():
                 raise ZygoteError(f"the kernel zygote has stopped (exit status {self.process.poll()})")
+            request_id = next(self._ids)
             try:
-                self.process.stdin.write(json.dumps(message) + "\n")
+                self.process.stdin.write(json.dumps({"id": request_id, **message}) + "\n")
                 self.process.stdin.flush()
             except (BrokenPipeError, ValueError) as exc:
                 raise ZygoteError(f"the kernel zygote has stopped ({exc})") from None
             reply = self._read()
+            if reply.get("id") != request_id:
+                self._stop()
+                raise ZygoteError(f"the kernel zygote answered request {reply.get('id')!r}, not {request_id}; "
+                                  "it was stopped")
         if "error" in reply:
             raise ZygoteError(reply["error"])
         return reply
@@ -171,6 +213,13 @@ class KernelZygote:
                              limits=limits)
         return ZygoteKernelProcess(self, int(reply["pid"]))
 
+    def kill_kernels(self) -> None:
+        """Kill every process of the last kernel (the zygote kills leftovers itself, this is the grader's own)."""
+        try:
+            self.request(op="reap")
+        except ZygoteError:
+            pass
+
     def close(self) -> None:
         if self.process.poll() is None:
             self.process.kill()
@@ -178,6 +227,8 @@ class KernelZygote:
             self.process.wait(timeout=10)
         except subprocess.TimeoutExpired:
             pass
+        if self.cgroup is not None:
+            self.cgroup.remove()
         for stream in (self.process.stdin, self.process.stdout):
             try:
                 stream.close()
@@ -186,32 +237,23 @@ class KernelZygote:
 
 
 class ZygotePool:
-    """The live zygotes of this grading process, one per (notebook, imports, blocked libraries)."""
+    """The live zygotes of this grading process, one per (notebook, imports, blocked libraries, budget)."""
 
     def __init__(self):
         self.zygotes: OrderedDict[tuple, KernelZygote] = OrderedDict()
-        self.run_base = ""
         self.lock = threading.Lock()
 
-    def run_dir(self) -> str:
-        """A fresh run folder under the folder every zygote hides from its kernels."""
-        if not self.run_base or not os.path.isdir(self.run_base):
-            self.run_base = tempfile.mkdtemp(prefix="course-zygotes-")
-        return tempfile.mkdtemp(prefix="course-kernel-", dir=self.run_base)
-
     def get(self, *, bwrap: str, notebook: str, blocked_modules: list[str], preload: list[str],
-            hidden_root: str) -> KernelZygote:
-        key = (notebook, tuple(blocked_modules), tuple(preload), str(Path(hidden_root).resolve()))
+            kernels_base: str, budget: KernelBudget) -> KernelZygote:
+        key = (notebook, tuple(blocked_modules), tuple(preload), str(Path(kernels_base).resolve()), budget)
         with self.lock:
             zygote = self.zygotes.pop(key, None)
             if zygote is not None and not zygote.alive():
                 zygote.close()
                 zygote = None
             if zygote is None:
-                self.run_dir()
                 zygote = KernelZygote(bwrap=bwrap, notebook=notebook, blocked_modules=blocked_modules,
-                                      preload=preload, writable=[hidden_root, self.run_base],
-                                      run_base=self.run_base)
+                                      preload=preload, kernels_base=kernels_base, budget=budget)
             self.zygotes[key] = zygote
             while len(self.zygotes) > MAX_ZYGOTES:
                 _, oldest = self.zygotes.popitem(last=False)
@@ -223,9 +265,6 @@ class ZygotePool:
             for zygote in self.zygotes.values():
                 zygote.close()
             self.zygotes.clear()
-            if self.run_base:
-                shutil.rmtree(self.run_base, ignore_errors=True)
-                self.run_base = ""
 
 
 POOL = ZygotePool()

@@ -6,6 +6,7 @@
 * :mod:`~utils.instructor.bench` and :mod:`~utils.instructor.grading_overhead` — ``make bench``;
 * :mod:`~utils.instructor.lab` — JupyterLab for students or instructors (``jupyter/`` holds their settings);
 * :mod:`~utils.instructor.pgserver` — a throwaway PostgreSQL gradebook on loopback;
+* :mod:`~utils.instructor.review_flags` — the students flagged for review in an assignment, with evidence;
 * :mod:`~utils.instructor.course` and :mod:`~utils.instructor.solutions` — the course's notebooks,
   nbgrader commands and the instructor's solution code; :mod:`~utils.instructor.samples` — the sample
   mistakes the demo submits.

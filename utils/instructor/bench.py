@@ -240,9 +240,108 @@ def bench_grading() -> int:
     return status
 
 
+# --------------------------------------------------------------------------- the trust boundary's protections
+
+def _best(fn: Callable[[], object], repeat: int = 3) -> float:
+    return min(_timed(fn)[0] for _ in range(repeat))
+
+
+def _warm_kernel_seconds(zygote, folders) -> float:
+    """Fork a kernel from ``zygote`` in a fresh kernel folder and wait until it answers."""
+    from jupyter_client import BlockingKernelClient
+    from jupyter_client.connect import write_connection_file
+    folder = folders.new(2**28, 2000)
+    start = time.perf_counter()
+    connection = str(folder.run / "kernel.json")
+    write_connection_file(connection, transport="ipc", ip=str(folder.run / "kernel"))
+    process = zygote.spawn(["-f", connection], env=dict(os.environ), cwd=str(folder.work),
+                           keep=[str(folder.work), str(folder.run)],
+                           limits={"cpu": 60, "data": 2**32, "fsize": 2**26})
+    client = BlockingKernelClient()
+    client.load_connection_file(connection)
+    client.start_channels()
+    try:
+        client.wait_for_ready(timeout=60)
+        seconds = time.perf_counter() - start
+        client.shutdown()
+        process.wait(timeout=30)
+    finally:
+        client.stop_channels()
+        zygote.kill_kernels()
+        folder.remove()
+    return seconds
+
+
+def bench_protections() -> int:
+    """What each protection of the grading trust boundary costs per notebook (one run, never asserted)."""
+    import nbformat
+
+    from utils.grading import cgroups
+    from utils.grading.kernel_folder import KernelFolders
+    from utils.grading.review_flags import notebook_checks, review_notebook
+    from utils.grading.trusted import HiddenCases, cell_salt
+    from utils.grading.zygote import KernelBudget, KernelZygote
+
+    print(f"protections: cgroups here: {cgroups.availability()}")
+    rows = []
+    rows.append(("control group: create, join, remove", _best(
+        lambda: (lambda g: g and g.remove())(cgroups.create(2**30, 256)))))
+    folders = KernelFolders()
+    try:
+        submission = Path(tempfile.mkdtemp(prefix="bench-submission-"))
+        for index in range(20):
+            (submission / f"file{index}.txt").write_bytes(b"x" * 4096)
+
+        def folder_cycle():
+            folder = folders.new(2**28, 2000)
+            folder.copy_student_files(submission)
+            folder.write_inputs("test_cell", b"x" * 2**20)
+            folder.remove()
+        rows.append(("kernel folder: copy 20 files, write 1 MiB of inputs, remove", _best(folder_cycle)))
+        print(f"  kernel folders: {'a bounded tmpfs' if folders.mounted else 'a plain folder (not root)'}")
+        if shutil.which("bwrap"):
+            zygote = KernelZygote(bwrap=shutil.which("bwrap"), notebook="bench.ipynb", blocked_modules=[],
+                                  preload=["ipykernel.kernelapp", "numpy"], kernels_base=folders.base_dir(2**28, 2000),
+                                  budget=KernelBudget(2**32, 256, 2**28))
+            try:
+                rows.append(("warm kernel: fork (own PID namespace, /proc, mounts) until ready",
+                             min(_warm_kernel_seconds(zygote, folders) for _ in range(3))))
+            finally:
+                zygote.close()
+        shutil.rmtree(submission, ignore_errors=True)
+    finally:
+        folders.close()
+    for assignment, path in [(a, p) for a in assignments() for p in notebooks(a)]:
+        key = f"{assignment}/{path.stem}"
+        checks = notebook_checks(key)
+        nb = nbformat.read(path, as_version=4)
+
+        def own_cases(checks=checks):   # a new cache each time: nothing shared between students
+            cases = HiddenCases()
+            for check in checks:
+                for memo in cases.cases(check, cell_salt("bench secret", "a student", check))[1]:
+                    memo.reference()
+        rows.append((f"{key}: hidden inputs and references drawn for one student ({len(checks)} checks)",
+                     _best(own_cases, repeat=2)))
+        rows.append((f"{key}: review of the submitted code", _best(
+            lambda nb=nb, key=key, checks=checks: review_notebook(
+                nb, student="s", notebook=key, check_names=checks, instructor_sources=frozenset()))))
+        try:
+            from utils.grading.preprocessors import SanitizeUntrustedHTML
+            rows.append((f"{key}: sanitising its markdown and outputs", _best(
+                lambda nb=nb: SanitizeUntrustedHTML().preprocess(nbformat.from_dict(nb), {}))))
+        except ImportError:
+            pass
+    width = max(len(name) for name, _ in rows)
+    for name, seconds in rows:
+        print(f"  {name:{width}}  {seconds * 1000:8.1f} ms")
+    return 0
+
+
 BENCHMARKS: dict[str, Callable[[], int]] = {
     "deformable": bench_deformable,
     "grading": bench_grading,
+    "protections": bench_protections,
 }
 
 

@@ -23,8 +23,15 @@ are those of the sequential commands. What changes:
   imported the notebook's libraries once (``c.SandboxedExecute.warm_kernels``, utils/grading/zygote.py):
   every notebook still gets its own kernel process and its own view of the file system, but
   not its own torch import;
+* before any shard starts, the coordinating process checks that a grading kernel imports the
+  check package this grader uses and each notebook's libraries (utils/grading/preflight.py); if not,
+  it stops with the reason and exit status 2, and no student is graded;
 * a student whose submission breaks grading is retried once for a locked database, then
   reported at the end, and never stops the batch (nbgrader itself aborts on some errors);
+* the batch ends with a table of every student's notebooks, graded or FAILED and why, as
+  ``nbgrader autograde`` ends (utils/grading/batch_report.py): a kernel that stopped before the end,
+  or a notebook whose test cells all recorded nothing (the signature of a grading problem, not of
+  an answer), counts as failed; the exit status is 1 when any student could not be graded;
 * the gradebook is prepared before the shards start (tables, course, students), so concurrent
   shards only write their own submissions: SQLite (``?timeout=60``, writers wait) for one
   machine, PostgreSQL through ``--db-url`` / ``CourseDirectory.db_url`` for many graders.
@@ -32,7 +39,8 @@ are those of the sequential commands. What changes:
 With ``--scheduler`` every worker must see the course root at the same path (shared file
 system) and have this environment (nbgrader, the course package, bubblewrap) installed; each
 worker process should have one thread (``dask worker ADDR --nthreads 1``) because grading
-changes the process's working directory.
+changes the process's working directory. The preflight checks the coordinating machine; a worker
+whose environment differs shows up as FAILED students in the table, not as zeros.
 """
 from __future__ import annotations
 
@@ -67,6 +75,8 @@ class StudentResult:
     worker: str = ""          # host:pid of the worker process
     started: float = 0.0      # wall clock (time.time()) when grading this student began and ended
     finished: float = 0.0
+    # per notebook: utils.grading.batch_report.NotebookStatus as a dict (graded, or failed and why)
+    statuses: list[dict] = field(default_factory=list)
 
 
 # --------------------------------------------------------------------------- worker side
@@ -111,16 +121,19 @@ def _apps(root: str, db_url: str | None, warm_kernels: bool = True):
         with contextlib.chdir(root):   # nbgrader reads nbgrader_config.py from the working directory
             for app in (autograde_app, feedback_app):
                 app.initialize(_config_argv(db_url) + [f"--SandboxedExecute.warm_kernels={warm_kernels}"])
-        autograde_app.update_config(Config({"SandboxedExecute": {"timing_hook": _record_timing}}))
+        autograde_app.update_config(Config({"SandboxedExecute": {"timing_hook": _record_timing},
+                                            # the coordinator ran the preflight and reports for the batch
+                                            "ReportingAutograde": {"preflight": False, "report": False}}))
         _APPS[key] = (autograde_app, feedback_app)
     return _APPS[key]
 
 
-def _convert(app, converter_cls, assignment: str, student: str) -> list[str]:
+def _convert(app, converter_cls, assignment: str, student: str) -> tuple[list[str], list[dict]]:
     """Run one nbgrader converter for one student in this process.
 
-    Returns [] when it succeeded, else the errors nbgrader logged (nbgrader reports a failed
-    submission by raising NbGraderException at the end of ``convert_notebooks``).
+    Returns the errors nbgrader logged ([] when it succeeded: nbgrader reports a failed submission
+    by raising NbGraderException at the end of ``convert_notebooks``), and the status of each
+    notebook when the converter keeps them (ReportingAutograde).
     """
     from nbgrader.converters import NbGraderException
     handler = _ErrorLog()
@@ -132,11 +145,12 @@ def _convert(app, converter_cls, assignment: str, student: str) -> list[str]:
         converter.force = True
         try:
             converter.start()
-            return []
+            errors = []
         except NbGraderException as exc:
-            return handler.messages or [str(exc)]
+            errors = handler.messages or [str(exc)]
         except Exception:   # one student's failure never stops the shard
-            return handler.messages + [traceback.format_exc()]
+            errors = handler.messages + [traceback.format_exc()]
+        return errors, [asdict(s) for s in getattr(converter, "statuses", [])]
     finally:
         app.log.removeHandler(handler)
         app.coursedir.student_id = "*"
@@ -151,9 +165,8 @@ def _summary(messages: list[str]) -> str:
 def grade_shard(root: str, assignment: str, students: list[str], db_url: str | None = None,
                 feedback: bool = True, retries: int = 1, warm_kernels: bool = True) -> list[dict]:
     """Autograde (and generate feedback for) ``students`` of ``assignment`` in this process."""
-    from nbgrader.converters import GenerateFeedback
-
-    from utils.grading.submission_repair import RepairingAutograde
+    from utils.grading.batch_report import ReportingAutograde
+    from utils.grading.submission_repair import SafeGenerateFeedback
     autograde_app, feedback_app = _apps(root, db_url, warm_kernels)
     worker = f"{os.uname().nodename}:{os.getpid()}"
     results = []
@@ -163,18 +176,19 @@ def grade_shard(root: str, assignment: str, students: list[str], db_url: str | N
         while attempts <= retries:
             attempts += 1
             del _TIMINGS[:]
-            errors = _convert(autograde_app, RepairingAutograde, assignment, student)
+            errors, statuses = _convert(autograde_app, ReportingAutograde, assignment, student)
             locked = any("database is locked" in e or "could not serialize" in e for e in errors)
             if not errors or not locked:
                 break
         timings = list(_TIMINGS)
-        if not errors and feedback:
+        if not errors and feedback:   # also for a notebook graded with a problem: its feedback says what
             errors = [f"generate_feedback: {e}" for e in
-                      _convert(feedback_app, GenerateFeedback, assignment, student)]
+                      _convert(feedback_app, SafeGenerateFeedback, assignment, student)[0]]
+        problems = [f"{s['notebook']}: {s['why']}" for s in statuses if not s["graded"]]
         results.append(asdict(StudentResult(
-            student=student, assignment=assignment, ok=not errors, seconds=time.perf_counter() - start,
-            error=_summary(errors), attempts=attempts, notebooks=timings, worker=worker,
-            started=started, finished=time.time())))
+            student=student, assignment=assignment, ok=not errors and not problems,
+            seconds=time.perf_counter() - start, error=_summary(errors) or "\n".join(problems), attempts=attempts,
+            notebooks=timings, worker=worker, started=started, finished=time.time(), statuses=statuses)))
     return results
 
 
@@ -244,6 +258,24 @@ def export_csv(root: Path, db_url: str | None, to: str) -> None:
         app.start()
 
 
+def preflight(root: Path, assignments: list[str], db_url: str | None = None, warm_kernels: bool = True) -> list:
+    """Check, once for the batch, that a grading kernel of each notebook imports what this grader uses.
+
+    Raises :class:`~utils.grading.preflight.PreflightError`, with the reason, when one would not;
+    returns each notebook's :class:`~utils.grading.preflight.PreflightResult` otherwise.
+    """
+    from nbgrader.apps import AutogradeApp
+
+    from utils.grading.batch_report import ReportingAutograde
+    app = AutogradeApp()
+    with contextlib.chdir(root):   # nbgrader reads nbgrader_config.py from the working directory
+        app.initialize(_config_argv(db_url) + [f"--SandboxedExecute.warm_kernels={warm_kernels}"])
+    converter = ReportingAutograde(coursedir=app.coursedir, parent=app)
+    if not converter.preflight:   # c.ReportingAutograde.preflight in nbgrader_config.py
+        return []
+    return converter.run_preflight(assignments)
+
+
 def start_client(workers: int | None, scheduler: str | None, quiet: bool = True):
     from distributed import Client, LocalCluster
     if scheduler:
@@ -257,13 +289,23 @@ def start_client(workers: int | None, scheduler: str | None, quiet: bool = True)
 def grade(root: Path, assignments: list[str], *, workers: int | None = None, scheduler: str | None = None,
           shard_size: int | None = None, students: list[str] | None = None, db_url: str | None = None,
           feedback: bool = True, export_to: str | None = "grades.csv", progress: bool = True,
-          warm_kernels: bool = True, client=None) -> list[StudentResult]:
-    """Grade ``assignments`` of the course at ``root`` on Dask; returns one result per student."""
+          warm_kernels: bool = True, client=None, check_kernel: bool = True) -> list[StudentResult]:
+    """Grade ``assignments`` of the course at ``root`` on Dask; returns one result per student.
+
+    With ``check_kernel``, the preflight (:func:`preflight`) runs first and its PreflightError
+    stops the batch before any student is graded.
+    """
     from distributed import as_completed
     root = Path(root).resolve()
     coursedir = course_settings(root, db_url)
     jobs = {a: find_students(coursedir, a, students) for a in assignments}
     prepare_gradebook(coursedir, assignments, [s for ss in jobs.values() for s in ss])
+    if check_kernel:
+        start = time.perf_counter()
+        checked = preflight(root, [a for a in assignments if jobs[a]], db_url, warm_kernels)
+        if progress and checked:
+            print(f"Preflight passed for {len(checked)} notebook(s) in {time.perf_counter() - start:.1f} s: grading "
+                  f"kernels import utils from {checked[0].modules['utils']['file']}, as this grader.", file=sys.stderr)
     own_client = client is None
     cluster = None
     if own_client:
@@ -322,7 +364,20 @@ def startup_summary(results: list[StudentResult]) -> dict[str, dict[str, float]]
     return out
 
 
+def status_rows(result: StudentResult) -> list:
+    """The rows of one student in the status table (utils.grading.batch_report.format_table)."""
+    from utils.grading.batch_report import NotebookStatus
+    rows = [NotebookStatus(**s) for s in result.statuses]
+    if not result.ok and all(row.graded for row in rows):   # e.g. a lost worker, or generate_feedback failed
+        lines = result.error.strip().splitlines()
+        rows.append(NotebookStatus(result.student, result.assignment, "", False,
+                                   (lines[-1] if lines else "unknown error")[:300]))
+    return rows or [NotebookStatus(result.student, result.assignment, "", True)]
+
+
 def report(results: list[StudentResult], seconds: float, out=sys.stdout) -> int:
+    """Print the batch's timings, the status table and the failures; the exit status (1 when any failed)."""
+    from utils.grading.batch_report import format_table
     ok = [r for r in results if r.ok]
     failed = [r for r in results if not r.ok]
     print(f"\nGraded {len(ok)} of {len(results)} submissions in {seconds:.1f} s"
@@ -331,6 +386,8 @@ def report(results: list[StudentResult], seconds: float, out=sys.stdout) -> int:
         print(f"  {assignment}: per notebook {s['kernel_start']:.2f} s to start the kernel, "
               f"{s['before_first_test']:.2f} s before the first test, {s['total']:.2f} s in all "
               f"({s['notebooks']:g} notebooks, {s['warm']:g} with a warm kernel)", file=out)
+    if results:
+        print("\nGrading status:\n" + format_table([row for r in results for row in status_rows(r)]), file=out)
     if failed:
         print(f"\n{len(failed)} submission(s) could not be graded:", file=out)
         for r in failed:
@@ -365,13 +422,17 @@ def main(argv: list[str] | None = None) -> int:
     root = Path(args.root).resolve()
     if not (root / "nbgrader_config.py").is_file():
         parser.error(f"{root} has no nbgrader_config.py: run from the course root or pass --root")
+    from utils.grading.preflight import PreflightError
     start = time.perf_counter()
-    results = grade(root, args.assignments, workers=args.workers, scheduler=args.scheduler,
-                    shard_size=args.shard_size,
-                    students=[p for p in (args.student or "").split(",") if p] or None,
-                    db_url=args.db_url, feedback=not args.no_feedback,
-                    export_to=None if args.no_export else args.to, progress=not args.quiet,
-                    warm_kernels=not args.cold_kernels)
+    try:
+        results = grade(root, args.assignments, workers=args.workers, scheduler=args.scheduler,
+                        shard_size=args.shard_size,
+                        students=[p for p in (args.student or "").split(",") if p] or None,
+                        db_url=args.db_url, feedback=not args.no_feedback,
+                        export_to=None if args.no_export else args.to, progress=not args.quiet,
+                        warm_kernels=not args.cold_kernels)
+    except PreflightError:   # the grader has logged why; no student was graded
+        return 2
     seconds = time.perf_counter() - start
     if args.timings:
         Path(args.timings).write_text(json.dumps([asdict(r) for r in results], indent=1))

@@ -13,11 +13,14 @@ by hand. One module per layer; each holds its exercises' cases, torch reference,
 * :mod:`~utils.cnn.layers.by_hand` — the dicts ``size_answers``, ``param_answers``, ``rf_answers``,
   ``hand_answers``;
 * :mod:`~utils.cnn.layers.shared` — what they share: torch on first use, outputs packed as one
-  vector, case building.
+  vector, case building;
+* :mod:`~utils.cnn.layers.computations` — NumPy versions of the layers whose switches reproduce the
+  known mistakes (with the switches off, complete answers).
 
-These modules run in the student's kernel, where this notebook blocks torch, and in the grader.
-Importing them never imports torch: only references and mistakes (computed in the grader, or when
-a student runs a check) import it, on first use. Arrays are numpy, float64 unless said otherwise;
+These modules run in the student's kernel, where this notebook blocks torch and the course's NumPy
+reference (:mod:`~utils.cnn.layers.computations`), and in the grader. Importing them never imports
+either: only references and mistakes (computed in the grader, or when a student runs a check)
+import them, on first use. Arrays are numpy, float64 unless said otherwise;
 references are torch (autograd for the backward passes) in float64, and the known mistakes are the
 same computation done wrongly.
 """

@@ -45,16 +45,6 @@ BN_BACKWARD_SETTINGS = [((4, 3), 1e-5, "seed"), ((8, 5), 1e-5, ""), ((3, 4, 3, 3
 BN_BACKWARD_HIDDEN = [((6, 2, 5, 4), 1e-5, ""), ((16, 3), 1e-4, "")]
 
 
-def _channel_axes(x) -> tuple[int, ...]:
-    """Every axis but the channel axis 1: (0,) or (0, 2, 3)."""
-    return (0,) + tuple(range(2, np.ndim(x)))
-
-
-def _per_channel(values, x) -> np.ndarray:
-    """A per-channel vector (C,) shaped to broadcast against x: (1, C) or (1, C, 1, 1)."""
-    return np.reshape(values, (1, -1) + (1,) * (np.ndim(x) - 2))
-
-
 def _bn_x(rng, shape, special: str) -> np.ndarray:
     if special == "seed":
         return SEED_BN_X.copy()
@@ -101,54 +91,14 @@ def batchnorm_reference(inputs: dict) -> np.ndarray:
     return flatten(out, running_mean, running_var)
 
 
-def batchnorm_numpy(x, gamma, beta, running_mean, running_var, momentum, eps, training, *, ddof=0,
-                    reversed_momentum=False, biased_running=False, batch_stats_in_eval=False,
-                    update_in_eval=False, eps_outside=False) -> np.ndarray:
-    """Batch norm in numpy, flattened like the reference; the keyword flags reproduce the named mistakes."""
-    x = np.asarray(x, dtype=np.float64)
-    axes = _channel_axes(x)
-    mean, var = x.mean(axis=axes), x.var(axis=axes, ddof=ddof)
-    m = x.size // mean.size
-    unbiased = x.var(axis=axes) * m / (m - 1)
-    batch_var_for_running = x.var(axis=axes) if biased_running else unbiased
-    if training or update_in_eval:
-        keep, take = (momentum, 1 - momentum) if reversed_momentum else (1 - momentum, momentum)
-        new_rm = keep * running_mean + take * mean
-        new_rv = keep * running_var + take * batch_var_for_running
-    else:
-        new_rm, new_rv = np.array(running_mean, dtype=np.float64), np.array(running_var, dtype=np.float64)
-    if not training and not batch_stats_in_eval:
-        mean, var = np.asarray(running_mean), np.asarray(running_var)
-    shape_mean, shape_var = _per_channel(mean, x), _per_channel(var, x)
-    denom = np.sqrt(shape_var) + eps if eps_outside else np.sqrt(shape_var + eps)
-    out = _per_channel(gamma, x) * (x - shape_mean) / denom + _per_channel(beta, x)
-    return flatten(out, new_rm, new_rv)
+def _forward_with(**switches):
+    """A known mistake: batch norm in NumPy (:mod:`~utils.cnn.layers.computations`) with ``switches`` on,
+    imported where it is computed (never in the kernel that grades this notebook)."""
+    def compute(inputs: dict) -> np.ndarray:
+        from utils.cnn.layers.computations import batchnorm_numpy
 
-
-def batchnorm_normalised_with_unbiased_var(inputs: dict) -> np.ndarray:
-    return batchnorm_numpy(**inputs, ddof=1)
-
-
-def batchnorm_momentum_reversed(inputs: dict) -> np.ndarray:
-    """running = momentum·running + (1 − momentum)·batch."""
-    return batchnorm_numpy(**inputs, reversed_momentum=True)
-
-
-def batchnorm_running_var_biased(inputs: dict) -> np.ndarray:
-    return batchnorm_numpy(**inputs, biased_running=True)
-
-
-def batchnorm_batch_stats_in_eval(inputs: dict) -> np.ndarray:
-    return batchnorm_numpy(**inputs, batch_stats_in_eval=True)
-
-
-def batchnorm_running_updated_in_eval(inputs: dict) -> np.ndarray:
-    return batchnorm_numpy(**inputs, update_in_eval=True)
-
-
-def batchnorm_eps_outside_sqrt(inputs: dict) -> np.ndarray:
-    """x̂ = (x − mean) / (sqrt(var) + eps)."""
-    return batchnorm_numpy(**inputs, eps_outside=True)
+        return batchnorm_numpy(**inputs, **switches)
+    return compute
 
 
 def call_batchnorm_forward(fn, inputs: dict) -> np.ndarray:
@@ -167,20 +117,20 @@ BN_FORWARD = Exercise(
     mistakes=[
         Mistake("BN using unbiased variance (ddof=1) to normalise: the batch is normalised with the biased variance",
                 "var = x.var(axis=axes) (divide by m, not m − 1) inside the normalisation.",
-                batchnorm_normalised_with_unbiased_var),
+                _forward_with(ddof=1)),
         Mistake("BN running stats updated with the wrong momentum convention: PyTorch keeps (1 − momentum) of the "
                 "old value", "new_running = (1 − momentum)·running + momentum·batch_statistic.",
-                batchnorm_momentum_reversed),
+                _forward_with(reversed_momentum=True)),
         Mistake("BN running_var updated with the biased batch variance: PyTorch stores the unbiased one",
                 "new_running_var = (1 − momentum)·running_var + momentum·var·m/(m − 1), m = values per channel.",
-                batchnorm_running_var_biased),
+                _forward_with(biased_running=True)),
         Mistake("BN using batch statistics in eval mode: eval must normalise with running_mean and running_var",
                 "if not training: use the running statistics and return them unchanged.",
-                batchnorm_batch_stats_in_eval),
+                _forward_with(batch_stats_in_eval=True)),
         Mistake("BN running statistics updated in eval mode: they must come back unchanged",
-                "only training mode updates running_mean and running_var.", batchnorm_running_updated_in_eval),
+                "only training mode updates running_mean and running_var.", _forward_with(update_in_eval=True)),
         Mistake("eps added outside the square root: divide by sqrt(var + eps)",
-                "x_hat = (x − mean) / np.sqrt(var + eps).", batchnorm_eps_outside_sqrt),
+                "x_hat = (x − mean) / np.sqrt(var + eps).", _forward_with(eps_outside=True)),
     ],
     hint="training: mean, var (biased) over every axis but 1; out = γ·(x − mean)/sqrt(var + eps) + β; "
          "running = (1 − momentum)·running + momentum·(mean, unbiased var). eval: use the running statistics.",
@@ -217,35 +167,13 @@ def batchnorm_backward_reference(inputs: dict) -> np.ndarray:
     return flatten(x.grad, gamma.grad, beta.grad)
 
 
-def batchnorm_backward_numpy(dout, x, gamma, eps, *, ddof=0, constant_stats=False,
-                             dgamma_from_x=False) -> np.ndarray:
-    """The compact batch-norm backward formula in numpy, done wrongly as the flags say."""
-    axes = _channel_axes(x)
-    mean = x.mean(axis=axes, keepdims=True)
-    inv_std = 1.0 / np.sqrt(x.var(axis=axes, keepdims=True, ddof=ddof) + eps)
-    x_hat = (x - mean) * inv_std
-    dx_hat = dout * _per_channel(gamma, x)
-    if constant_stats:
-        dx = dx_hat * inv_std
-    else:
-        dx = inv_std * (dx_hat - dx_hat.mean(axis=axes, keepdims=True)
-                        - x_hat * (dx_hat * x_hat).mean(axis=axes, keepdims=True))
-    dgamma = (dout * (x if dgamma_from_x else x_hat)).sum(axis=axes)
-    return flatten(dx, dgamma, dout.sum(axis=axes))
+def _backward_with(**switches):
+    """A known mistake: the batch-norm backward formula in NumPy with ``switches`` on (see _forward_with)."""
+    def compute(inputs: dict) -> np.ndarray:
+        from utils.cnn.layers.computations import batchnorm_backward_numpy
 
-
-def batchnorm_backward_constant_stats(inputs: dict) -> np.ndarray:
-    """dx = dout·γ/sqrt(var + eps): no gradient through the batch mean and variance."""
-    return batchnorm_backward_numpy(**inputs, constant_stats=True)
-
-
-def batchnorm_backward_dgamma_from_x(inputs: dict) -> np.ndarray:
-    """dgamma = Σ dout·x instead of Σ dout·x̂."""
-    return batchnorm_backward_numpy(**inputs, dgamma_from_x=True)
-
-
-def batchnorm_backward_unbiased_var(inputs: dict) -> np.ndarray:
-    return batchnorm_backward_numpy(**inputs, ddof=1)
+        return batchnorm_backward_numpy(**inputs, **switches)
+    return compute
 
 
 def call_batchnorm_backward(fn, inputs: dict) -> np.ndarray:
@@ -263,11 +191,11 @@ BN_BACKWARD = Exercise(
         Mistake("BN backward treats the batch mean and variance as constants: dx = dout·γ/sqrt(var + eps) misses "
                 "the paths through mean and var",
                 "dx = (dx̂ − mean(dx̂) − x̂·mean(dx̂·x̂)) / sqrt(var + eps), dx̂ = dout·γ, means over the batch axes.",
-                batchnorm_backward_constant_stats),
+                _backward_with(constant_stats=True)),
         Mistake("dgamma computed with x instead of the normalised x̂", "dgamma = Σ dout · x̂ over the batch axes.",
-                batchnorm_backward_dgamma_from_x),
+                _backward_with(dgamma_from_x=True)),
         Mistake("BN using unbiased variance (ddof=1): the forward pass normalises with the biased variance",
-                "var = x.var(axis=axes), dividing by m.", batchnorm_backward_unbiased_var),
+                "var = x.var(axis=axes), dividing by m.", _backward_with(ddof=1)),
     ],
     hint="x̂ = (x − mean)/sqrt(var + eps); dbeta = Σ dout; dgamma = Σ dout·x̂; "
          "dx = (dx̂ − mean(dx̂) − x̂·mean(dx̂·x̂)) / sqrt(var + eps) with dx̂ = dout·γ (sums/means over axes 0, 2, 3).",

@@ -231,7 +231,7 @@ PARAM_QUESTIONS = {
         (WrongAnswer("you counted the 32×32-input LeNet-5 (400 flattened features)", "on 28×28 the flatten is 256.",
                      lambda: _n_params(_lenet(flatten=400))),
          WrongAnswer(_BIASES_FORGOTTEN, "every conv filter and every Linear output unit has a bias.",
-                     44426 - (6 + 16 + 120 + 84 + 10)))),
+                     lambda: _n_params(_lenet()) - (6 + 16 + 120 + 84 + 10)))),
     "mlp_block_params": Question(
         "parameters of Linear(768, 3072) → GELU → Linear(3072, 768)",
         lambda: _n_params(_mlp_block()),

@@ -116,37 +116,14 @@ def numerical_gradient_reference(inputs: dict) -> np.ndarray:
     return flatten(xt.grad, inputs["x"])
 
 
-def finite_differences(f, x, h, rule: str = "centred") -> np.ndarray:
-    """Finite differences in row-major order, flattened with x after them; ``rule`` gives the named mistakes:
-    "forward" (f(x + h) − f(x)) / h, "one_h" centred but divided by h, "no_restore" x not put back."""
-    x = np.array(x, dtype=np.float64)
-    grad = np.zeros_like(x)
-    for idx in np.ndindex(x.shape):
-        old = x[idx]
-        x[idx] = old + h
-        f_plus = f(x)
-        if rule == "forward":
-            x[idx] = old
-            grad[idx] = (f_plus - f(x)) / h
-            continue
-        x[idx] = old - h
-        f_minus = f(x)
-        if rule != "no_restore":
-            x[idx] = old
-        grad[idx] = (f_plus - f_minus) / (h if rule == "one_h" else 2 * h)
-    return flatten(grad, x)
+def _differences(rule: str):
+    """A known mistake: :func:`~utils.cnn.layers.computations.finite_differences` with ``rule``, imported where
+    it is computed (never in the kernel that grades this notebook)."""
+    def compute(inputs: dict) -> np.ndarray:
+        from utils.cnn.layers.computations import finite_differences
 
-
-def forward_difference(inputs: dict) -> np.ndarray:
-    return finite_differences(KNOWN_FUNCTIONS[inputs["f"]].numpy, inputs["x"], inputs["h"], "forward")
-
-
-def centred_difference_over_h(inputs: dict) -> np.ndarray:
-    return finite_differences(KNOWN_FUNCTIONS[inputs["f"]].numpy, inputs["x"], inputs["h"], "one_h")
-
-
-def centred_difference_x_not_restored(inputs: dict) -> np.ndarray:
-    return finite_differences(KNOWN_FUNCTIONS[inputs["f"]].numpy, inputs["x"], inputs["h"], "no_restore")
+        return finite_differences(KNOWN_FUNCTIONS[inputs["f"]].numpy, inputs["x"], inputs["h"], rule)
+    return compute
 
 
 NUMERICAL_GRADIENT = Exercise(
@@ -157,12 +134,12 @@ NUMERICAL_GRADIENT = Exercise(
     call=call_numerical_gradient,
     mistakes=[
         Mistake("forward difference (f(x + h) − f(x)) / h: its error is O(h), the centred difference's O(h²)",
-                "grad[i] = (f(x + h·e_i) − f(x − h·e_i)) / (2h).", forward_difference),
+                "grad[i] = (f(x + h·e_i) − f(x − h·e_i)) / (2h).", _differences("forward")),
         Mistake("centred difference divided by h instead of 2h: every entry is twice the gradient",
-                "the two points are 2h apart: divide by 2·h.", centred_difference_over_h),
+                "the two points are 2h apart: divide by 2·h.", _differences("one_h")),
         Mistake("x is not restored after perturbing an entry: later entries are evaluated at a shifted point",
                 "save old = x[idx], and put x[idx] = old back after the two evaluations.",
-                centred_difference_x_not_restored),
+                _differences("no_restore")),
     ],
     hint="for each index i (np.ndindex(x.shape)): x[i] += h, f₊ = f(x); x[i] −= 2h, f₋ = f(x); restore x[i]; "
          "grad[i] = (f₊ − f₋)/(2h). Work in float64.",

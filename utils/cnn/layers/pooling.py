@@ -85,32 +85,6 @@ def torch_pool_grad(kind: str, x, dout, kernel_size: int, stride: int) -> np.nda
     return xt.grad.numpy()
 
 
-def pool_backward_loops(x, dout, kernel_size: int, step: int, mode: str = "max", assign: bool = False) -> np.ndarray:
-    """Pooling backward by loops, windows ``step`` apart (clipped at the border like numpy slices).
-
-    mode "max": dout to the argmax; "avg": dout / k² to every position; "all": dout to every position.
-    ``assign=True`` writes with = instead of +=, so overlapping windows overwrite each other.
-    """
-    k = kernel_size
-    dx = np.zeros_like(x, dtype=np.float64)
-    N, C, H_out, W_out = dout.shape
-    for n in range(N):
-        for c in range(C):
-            for a in range(H_out):
-                for b in range(W_out):
-                    rows, cols = slice(a * step, a * step + k), slice(b * step, b * step + k)
-                    window = x[n, c, rows, cols]
-                    if mode == "max":
-                        r, q = np.unravel_index(np.argmax(window), window.shape)
-                        if assign:
-                            dx[n, c, a * step + r, b * step + q] = dout[n, c, a, b]
-                        else:
-                            dx[n, c, a * step + r, b * step + q] += dout[n, c, a, b]
-                    else:
-                        dx[n, c, rows, cols] += dout[n, c, a, b] / (k * k if mode == "avg" else 1)
-    return dx
-
-
 def call_pool_forward(fn, inputs: dict):
     return fn(inputs["x"], inputs["kernel_size"], inputs["stride"])
 
@@ -119,9 +93,17 @@ def call_pool_backward(fn, inputs: dict):
     return fn(inputs["dout"], inputs["x"], inputs["kernel_size"], inputs["stride"])
 
 
-def pool_gradient_to_every_position(inputs: dict) -> np.ndarray:
-    """Each window's whole dout added to every position of the window (neither argmax nor / k²)."""
-    return pool_backward_loops(inputs["x"], inputs["dout"], inputs["kernel_size"], inputs["stride"], "all")
+def _backward_loops(mode: str, stride_is_kernel: bool = False, assign: bool = False):
+    """A known mistake of a pooling backward pass: the loops of
+    :func:`~utils.cnn.layers.computations.pool_backward_loops` (mode "max", "avg" or "all": dout to every
+    position), imported where they are computed (never in the kernel that grades this notebook);
+    ``stride_is_kernel`` moves the windows by kernel_size, ``assign`` writes with = instead of +=."""
+    def compute(inputs: dict) -> np.ndarray:
+        from utils.cnn.layers.computations import pool_backward_loops
+
+        step = inputs["kernel_size"] if stride_is_kernel else inputs["stride"]
+        return pool_backward_loops(inputs["x"], inputs["dout"], inputs["kernel_size"], step, mode, assign=assign)
+    return compute
 
 
 _STRIDE_IGNORED = ("stride ignored: the windows were moved by kernel_size instead of stride",
@@ -145,21 +127,6 @@ def maxpool2d_window_average(inputs: dict) -> np.ndarray:
 
 def maxpool2d_backward_reference(inputs: dict) -> np.ndarray:
     return torch_pool_grad("max", inputs["x"], inputs["dout"], inputs["kernel_size"], inputs["stride"])
-
-
-def maxpool2d_backward_average_gradient(inputs: dict) -> np.ndarray:
-    """The average-pool gradient: dout / k² to every position of the window."""
-    return pool_backward_loops(inputs["x"], inputs["dout"], inputs["kernel_size"], inputs["stride"], "avg")
-
-
-def maxpool2d_backward_assigned(inputs: dict) -> np.ndarray:
-    """dx[argmax] = dout: where windows overlap, the last one overwrites the others."""
-    return pool_backward_loops(inputs["x"], inputs["dout"], inputs["kernel_size"], inputs["stride"], "max",
-                               assign=True)
-
-
-def maxpool2d_backward_stride_is_kernel(inputs: dict) -> np.ndarray:
-    return pool_backward_loops(inputs["x"], inputs["dout"], inputs["kernel_size"], inputs["kernel_size"], "max")
 
 
 MAXPOOL_FORWARD = Exercise(
@@ -186,14 +153,14 @@ MAXPOOL_BACKWARD = Exercise(
     mistakes=[
         Mistake("pooling gradient sent to all positions of the window instead of only the argmax",
                 "only the input that was the maximum of its window receives dout[n, c, i, j]; the others get 0.",
-                pool_gradient_to_every_position),
+                _backward_loops("all")),
         Mistake("the average-pool gradient (dout / window size) was used for max pooling",
                 "max pooling routes the whole dout[n, c, i, j] to the argmax of its window.",
-                maxpool2d_backward_average_gradient),
+                _backward_loops("avg")),
         Mistake("overlapping windows overwrite each other: the gradient is assigned (=) instead of added (+=)",
                 "an input that is the maximum of two windows receives the sum of both gradients: use +=.",
-                maxpool2d_backward_assigned),
-        Mistake(*_STRIDE_IGNORED, maxpool2d_backward_stride_is_kernel),
+                _backward_loops("max", assign=True)),
+        Mistake(*_STRIDE_IGNORED, _backward_loops("max", stride_is_kernel=True)),
     ],
     hint="dx = 0; for each window (i, j): dx[argmax position] += dout[n, c, i, j].",
 )
@@ -216,10 +183,6 @@ def avgpool2d_window_sum(inputs: dict) -> np.ndarray:
 
 def avgpool2d_backward_reference(inputs: dict) -> np.ndarray:
     return torch_pool_grad("avg", inputs["x"], inputs["dout"], inputs["kernel_size"], inputs["stride"])
-
-
-def avgpool2d_backward_stride_is_kernel(inputs: dict) -> np.ndarray:
-    return pool_backward_loops(inputs["x"], inputs["dout"], inputs["kernel_size"], inputs["kernel_size"], "avg")
 
 
 AVGPOOL_FORWARD = Exercise(
@@ -246,8 +209,8 @@ AVGPOOL_BACKWARD = Exercise(
     mistakes=[
         Mistake("average-pool gradient not divided by window size",
                 "each of the kernel_size² inputs of a window contributed 1/kernel_size² of its output.",
-                pool_gradient_to_every_position),
-        Mistake(*_STRIDE_IGNORED, avgpool2d_backward_stride_is_kernel),
+                _backward_loops("all")),
+        Mistake(*_STRIDE_IGNORED, _backward_loops("avg", stride_is_kernel=True)),
     ],
     hint="dx = 0; for each window (i, j): dx[window] += dout[n, c, i, j] / kernel_size² (+= for overlaps).",
 )

@@ -6,21 +6,27 @@ A grading kernel spends most of its start-up importing libraries (torch alone ta
 on a 2-core machine), and nbgrader starts a new kernel for every notebook. This process imports
 the notebook's own imports once, then, for each notebook, forks a child that
 
-1. enters private mount, IPC, network and UTS namespaces;
-2. hides every folder it was given (the autograded root, the run folders), mounts empty
-   ``/tmp`` and ``/dev/shm``, and binds back only this student's folder and run folder;
-3. drops every capability for good (empty bounding set, no-new-privileges, locked securebits);
-4. applies the CPU, memory and file-size limits, and runs ``ipykernel_launcher``.
+1. enters private mount, IPC, network, UTS and PID namespaces;
+2. hides every folder it was given (the kernel folders of all notebooks), mounts empty ``/tmp``
+   and ``/dev/shm``, and binds back only this notebook's working folder and run folder;
+3. forks process 1 of the new PID namespace, which mounts a /proc of that namespace only and
+   forks the kernel, which
+4. drops every capability for good (empty bounding set, no-new-privileges, locked securebits),
+   applies the CPU, memory and file-size limits, and runs ``ipykernel_launcher``.
 
-So each notebook still gets its own process and its own view of the file system, as a kernel
-started by bubblewrap does. The zygote itself never runs student code, cannot be traced by its
-children (it is not dumpable), and kills everything a finished kernel left behind before it
-forks the next one.
+So each notebook gets its own process tree, its own view of the file system and its own /proc, as
+a kernel started by bubblewrap does: it cannot see the zygote, its control pipes or any other
+kernel, and when the kernel ends, process 1 ends and every process it left behind is killed. The
+zygote itself never runs student code, cannot be traced by its children (it is not dumpable), is
+the last choice of the OOM killer, and kills anything still running before it forks the next kernel.
 
 Control protocol: one JSON object per line on stdin, one reply per line on stdout.
 ``{"op": "spawn", ...}`` -> ``{"pid": N}``; ``{"op": "poll", "pid": N}`` -> ``{"returncode": R}``
-(``None`` while running, ``-signal`` or the exit status, as ``subprocess.Popen``);
-``{"op": "signal", "pid": N, "signal": S}`` -> ``{}``. Errors come back as ``{"error": "..."}``.
+(``None`` while running, ``-signal`` or the exit status, as ``subprocess.Popen``; a kernel killed
+by a signal shows as 128 + the signal, as a shell reports it);
+``{"op": "signal", "pid": N, "signal": S}`` -> ``{}``; ``{"op": "reap"}`` -> ``{}`` once every process
+but the zygote has ended. Errors come back as ``{"error": "..."}``.
+Every request carries an ``"id"`` that its reply repeats.
 
 Standard library only until the preload, which is what the kernels would import anyway.
 """
@@ -37,7 +43,8 @@ from sandbox_launch import apply_limits  # run by path: this folder is sys.path[
 _libc = ctypes.CDLL(None, use_errno=True)
 
 CLONE_NEWNS, CLONE_NEWUTS, CLONE_NEWIPC, CLONE_NEWNET = 0x00020000, 0x04000000, 0x08000000, 0x40000000
-MS_NOSUID, MS_NODEV, MS_BIND, MS_REC, MS_PRIVATE = 2, 4, 4096, 16384, 1 << 18
+CLONE_NEWPID = 0x20000000
+MS_NOSUID, MS_NODEV, MS_NOEXEC, MS_BIND, MS_REC, MS_PRIVATE = 2, 4, 8, 4096, 16384, 1 << 18
 MNT_DETACH = 2
 PR_SET_PDEATHSIG, PR_SET_DUMPABLE, PR_CAPBSET_DROP = 1, 4, 24
 PR_SET_SECUREBITS, PR_SET_NO_NEW_PRIVS, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL = 28, 38, 47, 4
@@ -72,7 +79,7 @@ def isolate(keep: list[str], hide: list[str], carry: list[str], mountpoint: str)
     /tmp: the new, empty /tmp would hide them, so they are bound back as well. ``mountpoint`` is an
     empty folder where the folders to bind back wait meanwhile.
     """
-    _check(_libc.unshare(CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWNET | CLONE_NEWUTS), "unshare")
+    _check(_libc.unshare(CLONE_NEWNS | CLONE_NEWIPC | CLONE_NEWNET | CLONE_NEWUTS | CLONE_NEWPID), "unshare")
     _mount(None, "/", None, MS_REC | MS_PRIVATE)
     _mount("tmpfs", mountpoint, "tmpfs", MS_NOSUID | MS_NODEV, "mode=0700")
     rebind = list(keep) + [path for path in carry if _under(path, "/tmp")]
@@ -111,29 +118,60 @@ def drop_privileges() -> None:
     _check(_libc.capset(ctypes.byref(header), data), "capset")
 
 
-def run_kernel(request: dict, control_fds: tuple[int, ...]) -> None:
-    """In the forked child: isolate, drop privileges, and become ``python -m ipykernel_launcher``."""
+def _exit_code(status: int) -> int:
+    """A wait status as an exit code: the code, or 128 + the signal that ended the process."""
+    return 128 + os.WTERMSIG(status) if os.WIFSIGNALED(status) else os.WEXITSTATUS(status)
+
+
+def _forward_signals(pid: int) -> None:
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT):
+        signal.signal(signum, lambda s, _frame: os.kill(pid, s))
+
+
+def _become_kernel(request: dict) -> None:
+    """In the kernel process: drop every privilege, apply the limits, run ``python -m ipykernel_launcher``."""
+    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT):
+        signal.signal(signum, signal.SIG_DFL)
+    drop_privileges()
+    _libc.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)
+    limits = request["limits"]
+    apply_limits(int(limits["cpu"]), int(limits["data"]), int(limits["fsize"]))
+    os.environ.clear()
+    os.environ.update(request["env"])
+    os.chdir(request["cwd"])
+    sys.path[0:0] = [os.getcwd()]   # what `python -m` puts first
+    import runpy
+    sys.argv = ["ipykernel_launcher", *request["argv"]]
+    runpy.run_module("ipykernel_launcher", run_name="__main__", alter_sys=True)
+
+
+def _init(request: dict) -> int:
+    """Process 1 of the kernel's own PID namespace: mount its /proc, start the kernel, reap every orphan.
+
+    Returns when the kernel ends; process 1 exiting makes the kernel of the machine kill every
+    process left in the namespace, so nothing a kernel started outlives it.
+    """
+    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    _mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC)
+    kernel = os.fork()
+    if kernel == 0:
+        _run_child(_become_kernel, request)
+    _forward_signals(kernel)
+    while True:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            return 1
+        if pid == kernel:
+            return _exit_code(status)
+
+
+def _run_child(body, *args) -> None:
+    """Run ``body`` in a forked child and end the child with its exit code; never return to the caller's loop."""
     try:
-        _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-        for fd in control_fds:
-            os.close(fd)
-        null = os.open("/dev/null", os.O_RDONLY)
-        if null != 0:
-            os.dup2(null, 0)
-            os.close(null)
-        isolate(request["keep"], request["hide"], request["carry"], request["mountpoint"])
-        drop_privileges()
-        _libc.prctl(PR_SET_DUMPABLE, 1, 0, 0, 0)
-        limits = request["limits"]
-        apply_limits(int(limits["cpu"]), int(limits["data"]), int(limits["fsize"]))
-        os.environ.clear()
-        os.environ.update(request["env"])
-        os.chdir(request["cwd"])
-        sys.path[0:0] = [os.getcwd()]   # what `python -m` puts first
-        import runpy
-        sys.argv = ["ipykernel_launcher", *request["argv"]]
-        runpy.run_module("ipykernel_launcher", run_name="__main__", alter_sys=True)
-        code = 0
+        result = body(*args)
+        code = result if isinstance(result, int) else 0
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except BaseException:   # report and end this child only
@@ -142,6 +180,35 @@ def run_kernel(request: dict, control_fds: tuple[int, ...]) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code)
+
+
+def _start_kernel(request: dict, control_fds: tuple[int, ...]) -> int:
+    """In the process the zygote forked: isolate, then wait for the kernel's own PID namespace to end."""
+    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    for fd in control_fds:
+        os.close(fd)
+    null = os.open("/dev/null", os.O_RDONLY)
+    if null != 0:
+        os.dup2(null, 0)
+        os.close(null)
+    with open("/proc/self/oom_score_adj", "w") as f:
+        f.write("1000")   # under memory pressure, the kernel's processes are killed, never the zygote
+    isolate(request["keep"], request["hide"], request["carry"], request["mountpoint"])
+    init = os.fork()
+    if init == 0:
+        _run_child(_init, request)
+    _forward_signals(init)
+    while True:
+        try:
+            _, status = os.waitpid(init, 0)
+            return _exit_code(status)
+        except ChildProcessError:
+            return 1
+
+
+def run_kernel(request: dict, control_fds: tuple[int, ...]) -> None:
+    """In the forked child: a kernel in its own namespaces (see the module); never returns."""
+    _run_child(_start_kernel, request, control_fds)
 
 
 def _others_alive() -> list[int]:
@@ -204,28 +271,36 @@ def serve(config: dict) -> None:
     reply({"ready": True, "pid": os.getpid()})
     children: dict[int, object] = {}
     for line in reader:
+        request_id = None
         try:
             request = json.loads(line)
-            op = request["op"]
-            if op == "spawn":
-                reap_leftovers(children)
-                children.clear()
-                pid = os.fork()
-                if pid == 0:
-                    run_kernel(request, (reader.fileno(), writer.fileno()))
-                children[pid] = None
-                reply({"pid": pid})
-            elif op == "poll":
-                reply({"returncode": _poll(children, int(request["pid"]))})
-            elif op == "signal":
-                pid = int(request["pid"])
-                if _poll(children, pid) is None:
-                    os.kill(pid, int(request["signal"]))
-                reply({})
-            else:
-                reply({"error": f"unknown op {op!r}"})
+            request_id = request.get("id")
+            reply({"id": request_id, **_handle(request, children, (reader.fileno(), writer.fileno()))})
         except Exception as exc:   # a bad request gets an error reply, not a dead zygote
-            reply({"error": f"{type(exc).__name__}: {exc}"})
+            reply({"id": request_id, "error": f"{type(exc).__name__}: {exc}"})
+
+
+def _handle(request: dict, children: dict, control_fds: tuple[int, ...]) -> dict:
+    op = request["op"]
+    if op == "spawn":
+        reap_leftovers(children)
+        children.clear()
+        pid = os.fork()
+        if pid == 0:
+            run_kernel(request, control_fds)
+        children[pid] = None
+        return {"pid": pid}
+    if op == "poll":
+        return {"returncode": _poll(children, int(request["pid"]))}
+    if op == "reap":
+        reap_leftovers(children)
+        return {}
+    if op == "signal":
+        pid = int(request["pid"])
+        if _poll(children, pid) is None:
+            os.kill(pid, int(request["signal"]))
+        return {}
+    return {"error": f"unknown op {op!r}"}
 
 
 if __name__ == "__main__":

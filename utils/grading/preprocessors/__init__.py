@@ -3,7 +3,9 @@
 Sanitize phase (``c.Autograde.sanitize_preprocessors``): :class:`RestoreGradeCells`,
 :class:`OverwriteCellsInPlace`. Autograde phase (``c.Autograde.autograde_preprocessors``):
 :class:`PrepareTrustedTests`, :class:`SandboxedExecute`, :class:`FilterHarmlessStderr`,
-:class:`ApplyTrustedVerdicts`. All of them run in the trusted grading process.
+:class:`ApplyTrustedVerdicts`, :class:`SanitizeUntrustedHTML` (also in the HTML exporter of the
+formgrader and the feedback, ``c.HTMLExporter.preprocessors``). All of them run in the trusted
+grading process.
 """
 from utils.grading.preprocessors.apply_trusted_verdicts import ApplyTrustedVerdicts
 from utils.grading.preprocessors.filter_harmless_stderr import FilterHarmlessStderr
@@ -11,6 +13,7 @@ from utils.grading.preprocessors.overwrite_cells_in_place import OverwriteCellsI
 from utils.grading.preprocessors.prepare_trusted_tests import PrepareTrustedTests
 from utils.grading.preprocessors.restore_grade_cells import RestoreGradeCells
 from utils.grading.preprocessors.sandboxed_execute import SandboxedExecute
+from utils.grading.preprocessors.sanitize_untrusted_html import SanitizeUntrustedHTML
 
 __all__ = ["ApplyTrustedVerdicts", "FilterHarmlessStderr", "OverwriteCellsInPlace", "PrepareTrustedTests",
-           "RestoreGradeCells", "SandboxedExecute"]
+           "RestoreGradeCells", "SandboxedExecute", "SanitizeUntrustedHTML"]

@@ -3,14 +3,18 @@
 For each test cell :class:`PrepareTrustedTests` replaced, the cell gets its source back and, as
 its only outputs, one verdict per check: the check's own passing text on stdout, or an error
 output with the same feedback the visible check gives (nbgrader then gives the cell 0 points).
+Code that could get around the from-scratch rule or read the grader's files is flagged for an
+instructor's review (:mod:`utils.grading.review_flags`): the evidence is added on stdout under the
+verdict of the exercise it concerns (points unchanged) and kept in the notebook's metadata, where
+``python -m utils.instructor.review_flags`` lists it.
 """
 from __future__ import annotations
 
 import ast
-import shutil
 from pathlib import Path
 
 from nbformat.notebooknode import NotebookNode
+from nbgrader.coursedir import CourseDirectory
 from nbgrader.preprocessors import NbGraderPreprocessor
 from traitlets import Integer
 
@@ -18,9 +22,16 @@ from utils.checks.exercise import evaluate, from_scratch_report
 from utils.checks.feedback import CheckResult, Report
 from utils.checks.registry import exercise as find_exercise
 from utils.checks.seeding import grading_salt
-from utils.grading.in_kernel.recording import GRADING_DIR
 from utils.grading.recorded_outputs import load_recorded
-from utils.grading.trusted import HIDDEN_CASES, TRUSTED_KEY, cell_salt, forbidden_reference, student_definitions
+from utils.grading.review_flags import flag_submission, flags_for, other_flags, review_text
+from utils.grading.trusted import (
+    HIDDEN_CASES,
+    KERNEL_FOLDER_KEY,
+    TRUSTED_KEY,
+    cell_salt,
+    forbidden_reference,
+    student_definitions,
+)
 
 
 def _error_output(report: Report) -> NotebookNode:
@@ -48,23 +59,51 @@ class ApplyTrustedVerdicts(NbGraderPreprocessor):
         trusted = resources.get(TRUSTED_KEY)
         if trusted is None:
             return nb, resources   # PrepareTrustedTests did not run
-        folder = Path(resources["metadata"]["path"])
+        kernel_folder = resources.get(KERNEL_FOLDER_KEY)
+        folder = kernel_folder.work if kernel_folder is not None else Path(resources["metadata"]["path"])
         for index, source in trusted["skipped"].items():
             nb.cells[index].source = source
             nb.cells[index].outputs = []
         definitions = student_definitions(nb)
+        kernel_outputs = {}
+        for cell in nb.cells:   # the sources first: the review reads the notebook as the student wrote it
+            cell_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+            if cell_id in trusted["cells"]:
+                kernel_outputs[cell_id] = cell.get("outputs", [])
+                cell.source = trusted["cells"][cell_id]["source"]
+        flags = self.review(nb, resources, trusted["student"])
+        functions = set()
         for cell in nb.cells:
             cell_id = cell.metadata.get("nbgrader", {}).get("grade_id")
             if cell_id not in trusted["cells"]:
                 continue
-            prepared = trusted["cells"][cell_id]
-            kernel_outputs = cell.get("outputs", [])
-            cell.source = prepared["source"]
-            salt = cell_salt(trusted["secret"], cell_id)
+            checks = trusted["cells"][cell_id]["checks"]
+            salt = cell_salt(trusted["secret"], trusted["student"], cell_id)
             with grading_salt(salt):
-                cell.outputs = self.verdicts(folder, cell_id, prepared["checks"], kernel_outputs, definitions, salt)
-        shutil.rmtree(folder / GRADING_DIR, ignore_errors=True)
+                cell.outputs = self.verdicts(folder, cell_id, checks, kernel_outputs[cell_id], definitions, salt)
+            cell_functions = {find_exercise(name).function for name in checks}
+            review = review_text([flag for f in sorted(cell_functions) for flag in flags_for(flags, f)])
+            if not functions:   # the first graded cell also shows what no exercise of the notebook owns
+                all_functions = {find_exercise(name).function for prepared in trusted["cells"].values()
+                                 for name in prepared["checks"]}
+                review = "\n".join(text for text in (review, review_text(other_flags(flags, all_functions))) if text)
+            functions |= cell_functions
+            if review:
+                cell.outputs.append(_stdout(review))
+        if kernel_folder is not None:
+            kernel_folder.remove()
         return nb, resources
+
+    def review(self, nb, resources, student: str) -> list:
+        """Flags for an instructor's review of the submitted code (utils/grading/review_flags.py), kept in
+        the notebook's metadata; [] when the source notebook cannot be found."""
+        info = resources.get("nbgrader", {})
+        assignment, notebook = info.get("assignment", ""), info.get("notebook", "")
+        coursedir = CourseDirectory(config=self.config)
+        source = Path(coursedir.format_path(coursedir.source_directory, ".", assignment)) / f"{notebook}.ipynb"
+        if not source.is_file():
+            return []
+        return flag_submission(nb, student=student, notebook=f"{assignment}/{notebook}", source_notebook=source)
 
     def verdicts(self, folder: Path, cell_id: str, check_names: list[str], kernel_outputs,
                  definitions: dict[str, ast.AST], salt: str) -> list[NotebookNode]:

@@ -1,21 +1,20 @@
 """PrepareTrustedTests: before execution, replace each test cell by a call that only records outputs.
 
 For every autograded test cell that calls course checks, the hidden cases are drawn with the
-course secret (:data:`~utils.grading.trusted.HIDDEN_CASES`), their inputs are written to
-``.grading/<cell>.inputs.pkl`` in the student's folder, and the cell becomes a call of
-:func:`utils.grading.in_kernel.recording.record`. Locked demo cells are blanked. What was
-replaced is handed to :class:`ApplyTrustedVerdicts` in ``resources``.
+course secret for this student (:data:`~utils.grading.trusted.HIDDEN_CASES`), their inputs are
+pickled for :class:`SandboxedExecute`, which writes them to ``.grading/<cell>.inputs.pkl`` in the
+kernel's folder just before that cell runs (so no earlier cell can read them), and the cell
+becomes a call of :func:`utils.grading.in_kernel.recording.record`. Locked demo cells are blanked.
+What was replaced is handed to :class:`ApplyTrustedVerdicts` in ``resources``.
 """
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 from nbgrader.coursedir import CourseDirectory
 from nbgrader.preprocessors import NbGraderPreprocessor
 from traitlets import Unicode
 
-from utils.grading.in_kernel.recording import GRADING_DIR, inputs_path
 from utils.grading.trusted import (
     HIDDEN_CASES,
     NOT_GRADED_MARKER,
@@ -49,12 +48,8 @@ class PrepareTrustedTests(NbGraderPreprocessor):
              "grading; nothing graded may depend on such a cell.").tag(config=True)
 
     def preprocess(self, nb, resources):
-        folder = Path(resources["metadata"]["path"])
-        grading = folder / GRADING_DIR
-        if grading.exists():
-            shutil.rmtree(grading)
-        grading.mkdir()
         secret = self.secret or course_secret(Path(CourseDirectory(config=self.config).root))
+        student = resources["nbgrader"]["student"]
         prepared, skipped = {}, {}
         for index, cell in enumerate(nb.cells):
             if is_demo_cell(cell, self.not_graded_marker):
@@ -68,8 +63,8 @@ class PrepareTrustedTests(NbGraderPreprocessor):
             if not checks:
                 continue   # a test cell without course checks is graded by nbgrader as usual
             names = [name for name, _ in checks]
-            inputs_path(folder, cell_id).write_bytes(HIDDEN_CASES.pickled_inputs(names, cell_salt(secret, cell_id)))
-            prepared[cell_id] = {"source": cell.source, "checks": names}
+            inputs = HIDDEN_CASES.pickled_inputs(names, cell_salt(secret, student, cell_id))
+            prepared[cell_id] = {"source": cell.source, "checks": names, "inputs": inputs}
             cell.source = recording_call(cell_id, checks)
-        resources[TRUSTED_KEY] = {"secret": secret, "cells": prepared, "skipped": skipped}
+        resources[TRUSTED_KEY] = {"secret": secret, "student": student, "cells": prepared, "skipped": skipped}
         return nb, resources
