@@ -370,3 +370,20 @@ def test_the_instructor_list_follows_no_link_and_reads_no_oversized_file(tmp_pat
     monkeypatch.setattr(instructor_list, "MAX_NOTEBOOK_BYTES", 64 * 2**20)
     flags, _ = instructor_list.collect(root, "rnn")
     assert sorted({f.student for f in flags}) == ["alice", "eve"]   # not mallory, reached only through links
+
+
+def test_flags_planted_in_a_notebook_name_only_the_student_whose_folder_holds_it(tmp_path):
+    """A student cannot frame a classmate: who was flagged comes from the autograded path."""
+    root = autograded_course(tmp_path)
+    planted = flagged_notebook("bob", code="import ctypes\n")[0]     # flags that name bob...
+    nbformat.write(planted, root / "autograded" / "alice" / "rnn" / "rnn.ipynb")   # ...in alice's notebook
+    flags, _ = instructor_list.collect(root, "rnn")
+    assert "bob" not in {f.student for f in flags} and "alice" in {f.student for f in flags}
+
+
+def test_the_grader_drops_review_flags_a_submission_brought_along():
+    from utils.grading.preprocessors import ApplyTrustedVerdicts
+    nb = release_with("rnn/rnn")
+    nb.metadata["course_review_flags"] = [{"student": "bob"}]
+    nb, _ = ApplyTrustedVerdicts().preprocess(nb, {})
+    assert "course_review_flags" not in nb.metadata

@@ -6,7 +6,8 @@ may earn more than that submission earns. Two honest students, one graded before
 one after them, must keep full marks. Students are graded in alphabetical order: ``c<class>_...``
 attackers come after ``aa_honest`` and before ``honest_victim``; ``zz_c4_outputs`` (a FIFO and a
 decompression bomb in place of its outputs) is graded last, so that a grader that hangs on it has
-graded every other student first.
+graded every other student first; ``c3_peek`` comes before ``c3_saboteur``, so that it looks
+around from a kernel the saboteur has not disturbed (with warm kernels: the zygote's first fork).
 
 What an attacker prints is read back by the tests from its autograded notebook, after a tag in
 capitals (``SNOOP``, ``FORKS`` ...). Attack code never contains the words the tests look for in
@@ -151,10 +152,21 @@ _OWN_PIPES = set(_pipes(_ME).values())   # this kernel's own stdin and the like:
 '''
 
 SNOOP = PROCESSES + '''
+def _shows_more(pid, name):
+    """Whether another process's root shows more of the course at ``name`` than this kernel sees."""
+    theirs, mine = f"/proc/{pid}/root{ROOT}/{name}", f"{ROOT}/{name}"
+    try:
+        if not os.path.lexists(theirs):
+            return False
+        if not os.path.lexists(mine):
+            return True
+        return os.path.isdir(theirs) and bool(set(os.listdir(theirs)) - set(os.listdir(mine)))
+    except OSError:
+        return False
 views, pipes, notebooks = [], [], set()
 for pid in _OTHERS:
     for name in ("submitted", "autograded", "gradebook.db", ".grading_secret", "source"):
-        if os.path.exists(f"/proc/{pid}/root{ROOT}/{name}"):
+        if _shows_more(pid, name):
             views.append(f"{pid}:{name}")
     pipes += [f"{pid}:{fd}:{target}" for fd, target in _pipes(pid).items() if target not in _OWN_PIPES]
     for pattern in (f"/proc/{pid}/root{ROOT}/*/*/*/*.ipynb", f"/proc/{pid}/cwd/../*/*/*.ipynb",
@@ -170,7 +182,8 @@ for path in sorted(notebooks):
         continue
     for cell in cells:
         code = "".join(cell.get("source", ""))
-        if "def deform_conv2d" in code and "np.zeros((N, C_out" not in code and "NotImplementedError" not in code:
+        wrong = "return np.zeros((N, C_out, conv" in code or "NotImplemented" in code
+        if "def deform_conv2d" in code and not wrong:
             _COPIED = (path, code)
 print("SNOOP " + json.dumps({"others": len(_OTHERS), "course_views": views, "pipes": pipes[:40],
                             "notebooks": len(notebooks), "copied_from": _COPIED and _COPIED[0]}))
@@ -430,8 +443,8 @@ finally:
 # Memory held at once by a child process and by files in /tmp and /dev/shm: each tries 0.6 of the limit.
 MEMORY_FILL = '''
 import os, subprocess, sys
-LIMIT_MB = @MEMORY_MB@
-share = int(0.6 * LIMIT_MB)
+MEMORY_MB = @MEMORY_MB@
+share = int(0.6 * MEMORY_MB)
 holder = subprocess.Popen(
     [sys.executable, "-c", "import sys, time, numpy as np; a = np.ones(int(sys.argv[2]) * 2**17); "
      "print(sys.argv[2], flush=True); time.sleep(120)", "@MARKER@holder", str(share)],
@@ -523,7 +536,7 @@ ATTACKS: dict[str, Attack] = {
                                        "/etc/passwd", plant=_notebook_symlink_to_source),
     "c2_hardlinked_notebook": Attack(2, "the submitted notebook is a hard link to source/; a FIFO and a link to the "
                                         "course root", plant=_notebook_hard_link_to_source),
-    "c3_snoop": Attack(3, "looks through /proc at other processes' roots, folders and pipes, and copies a "
+    "c3_peek": Attack(3, "looks through /proc at other processes' roots, folders and pipes, and copies a "
                           "classmate's answer it finds", cells={"imports": [SNOOP]}, deform=SNOOP_DEFORM),
     "c3_saboteur": Attack(3, "leaves two daemons that delete later students' inputs, writes junk into every pipe "
                              "it can open", cells={"test_deform_conv2d": [SABOTEUR_DAEMONS, SABOTEUR_JUNK]}),

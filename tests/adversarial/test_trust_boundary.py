@@ -232,6 +232,7 @@ class Batch:
     expected: list[str]                  # every student of the batch
     scores: dict[str, float]
     best: float
+    gradebook_error: str                 # why the gradebook could not be read after the batch ("" if it could)
     run: Run
     feedback_run: Run
     first: Run                           # the leaker graded alone, before the batch
@@ -247,9 +248,17 @@ class Batch:
     attack_processes_after: dict[str, str]
 
 
-def _scores(root: Path) -> dict[str, float]:
-    with Gradebook(sqlite_gradebook_url(root)) as gb:
-        return {s.student.id: float(s.code_score) for s in gb.assignment_submissions(attacks.ASSIGNMENT)}
+def _gradebook(root: Path) -> tuple[dict[str, float], float, str]:
+    """Each student's code score, the most one can get, and why the gradebook could not be read ("" if it could).
+
+    An attack may destroy the gradebook: the batch's tests then fail one by one instead of all at setup.
+    """
+    try:
+        with Gradebook(sqlite_gradebook_url(root)) as gb:
+            scores = {s.student.id: float(s.code_score) for s in gb.assignment_submissions(attacks.ASSIGNMENT)}
+            return scores, float(gb.find_assignment(attacks.ASSIGNMENT).max_code_score), ""
+    except Exception as exc:   # whatever an attack left in place of the database
+        return {}, 0.0, f"the gradebook cannot be read: {type(exc).__name__}: {str(exc)[:200]}"
 
 
 def _autograded(root: Path, student: str) -> Path:
@@ -272,7 +281,7 @@ def batch(request, tmp_path_factory) -> Batch:
     first = _nbgrader(root, "autograde", attacks.ASSIGNMENT, "--force", f"--student={attacks.LEAKER}", *args)
     first_leak = attacks.leaked_inputs(_autograded(root, attacks.LEAKER)) \
         if _autograded(root, attacks.LEAKER).exists() else []
-    first_score = _scores(root).get(attacks.LEAKER)
+    first_score = _gradebook(root)[0].get(attacks.LEAKER)
     course.build_copycat(first_leak)
 
     secret_path = root / ".grading_secret"
@@ -292,13 +301,12 @@ def batch(request, tmp_path_factory) -> Batch:
     huge = course.folder("c8_oversized_submission") / f"{attacks.NOTEBOOK}.ipynb"
     if huge.exists() and not huge.is_symlink():
         huge.unlink()   # 400 MB per kind of kernel; the tests only need its snapshot
-    with Gradebook(sqlite_gradebook_url(root)) as gb:
-        best = float(gb.find_assignment(attacks.ASSIGNMENT).max_code_score)
+    scores, best, gradebook_error = _gradebook(root)
     (root / "batch-summary.json").write_text(json.dumps(   # to read after a failure
         {"seconds": round(run.seconds), "exit status": run.returncode, "timed out": run.timed_out,
          "peak resident MiB": run.peak_rss_bytes // 2**20, "feedback seconds": round(feedback_run.seconds),
-         "first run seconds": round(first.seconds), "scores": _scores(root), "overlaps": watch.overlaps}, indent=1))
-    return Batch(root, request.param, expected, _scores(root), best, run, feedback_run, first, first_score,
+         "first run seconds": round(first.seconds), "scores": scores, "overlaps": watch.overlaps}, indent=1))
+    return Batch(root, request.param, expected, scores, best, gradebook_error, run, feedback_run, first, first_score,
                  first_leak, secret, outside, outside_before, submitted_before, submitted_after, watch.overlaps,
                  watch.seen, _attack_processes())
 
@@ -340,6 +348,7 @@ def _log_tail(batch: Batch) -> str:
 
 def test_batch_completes_and_grades_everyone(batch):
     assert not batch.run.timed_out, f"the batch was stopped after {BATCH_TIMEOUT} s\n" + _log_tail(batch)
+    assert not batch.gradebook_error, batch.gradebook_error
     missing = sorted(set(batch.expected) - set(batch.scores))
     assert not missing, f"not in the gradebook: {missing}\n" + _log_tail(batch)
     if batch.kind == "warm kernels":
@@ -354,6 +363,7 @@ def test_honest_students_keep_full_marks(batch):
 
 @pytest.mark.parametrize("student", attacks.ATTACKERS)
 def test_no_attack_earns_more_than_the_plain_wrong_answer(batch, student):
+    assert not batch.gradebook_error, batch.gradebook_error
     baseline = batch.scores[attacks.PLAIN_WRONG]
     score = batch.scores.get(student, 0.0)
     assert score <= baseline, f"{student} earned {score}, the plain wrong answer {baseline}"
@@ -406,9 +416,13 @@ def test_a_submission_made_of_links_gets_nothing_and_a_note(batch, student):
 
 # ----------------------------------------------------------------------------- class 3: past the sandbox
 
+def _not_graded(batch: Batch, student: str) -> str:
+    return "" if _autograded(batch.root, student).exists() else f" ({student} has no autograded notebook)"
+
+
 def test_a_kernel_sees_no_other_process_folder_or_pipe(batch):
-    reports = _printed(batch, "c3_snoop", "SNOOP")
-    assert reports, "the snoop printed no report"
+    reports = _printed(batch, "c3_peek", "SNOOP")
+    assert reports, "the snoop printed no report" + _not_graded(batch, "c3_peek")
     report = json.loads(reports[-1])
     assert report["copied_from"] is None, f"a classmate's answer was readable at {report['copied_from']}"
     assert not report["course_views"], f"the course is visible through {report['course_views']}"
@@ -417,14 +431,15 @@ def test_a_kernel_sees_no_other_process_folder_or_pipe(batch):
 
 def test_a_kernel_can_write_into_no_other_process_pipe(batch):
     hits = _printed(batch, "c3_saboteur", "JUNK")
-    assert hits, "the saboteur printed no report"
+    assert hits, "the saboteur printed no report" + _not_graded(batch, "c3_saboteur")
     assert hits[-1] == "[]", f"junk was written into {hits[-1]}"
 
 
 def test_no_process_a_kernel_started_outlives_it(batch):
     assert not batch.overlaps, "\n".join(batch.overlaps)
     assert not batch.attack_processes_after, f"still running after the batch: {batch.attack_processes_after}"
-    assert _printed(batch, "c3_saboteur", "daemons"), "the saboteur started no daemon"
+    started = _printed(batch, "c3_saboteur", "daemons")
+    assert started, "the saboteur started no daemon" + _not_graded(batch, "c3_saboteur")
 
 
 # ----------------------------------------------------------------------------- class 4: recorded outputs

@@ -163,7 +163,7 @@ class KernelFolder:
         except OSError as exc:
             raise KernelFolderError(exc.errno or errno.EIO, "the grading inputs could not be written into the "
                                     f"kernel's folder ({exc.strerror or exc}); something in the notebook changed "
-                                    f"{GRADING_DIR}/") from None
+                                    f"{GRADING_DIR}/ or filled the folder") from None
         finally:
             os.close(work_fd)
 

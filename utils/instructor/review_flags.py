@@ -19,6 +19,7 @@ import json
 import os
 import stat
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from utils.grading.review_flags import RULES, ReviewFlag, stored_flags
@@ -81,7 +82,9 @@ def collect(root: Path, assignment: str) -> tuple[list[ReviewFlag], list[str]]:
             if nb is None:
                 notes.append(f"{_printable(student.name)}/{_printable(entry.name)}: {why}")
                 continue
-            flags += stored_flags(nb.get("metadata", {}))
+            # who and which notebook come from where the file is, never from what it says
+            flags += [replace(flag, student=student.name, notebook=f"{assignment}/{entry.name[:-len('.ipynb')]}")
+                      for flag in stored_flags(nb.get("metadata", {}))]
     return flags, notes
 
 

@@ -23,7 +23,7 @@ from utils.checks.feedback import CheckResult, Report
 from utils.checks.registry import exercise as find_exercise
 from utils.checks.seeding import grading_salt
 from utils.grading.recorded_outputs import load_recorded
-from utils.grading.review_flags import flag_submission, flags_for, other_flags, review_text
+from utils.grading.review_flags import FLAGS_KEY, flag_submission, flags_for, other_flags, review_text
 from utils.grading.trusted import (
     HIDDEN_CASES,
     KERNEL_FOLDER_KEY,
@@ -56,6 +56,7 @@ class ApplyTrustedVerdicts(NbGraderPreprocessor):
     max_output_bytes = Integer(64 * 2**20, help="Recorded outputs larger than this are refused.").tag(config=True)
 
     def preprocess(self, nb, resources):
+        nb.metadata.pop(FLAGS_KEY, None)   # only the grader's own review may stand there
         trusted = resources.get(TRUSTED_KEY)
         if trusted is None:
             return nb, resources   # PrepareTrustedTests did not run

@@ -10,6 +10,7 @@ that student's cells (and the cells after it are marked as not run) instead of f
 """
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import signal
@@ -132,9 +133,11 @@ class SandboxedExecute(Execute):
                 notes.append(f"the notebook's folder reached its budget of {self.disk_limit_mb} MiB and "
                              f"{self.file_count_limit} files (it held {usage.bytes // MIB} MiB in "
                              f"{usage.files}{'' if usage.complete else '+'} files); writes past it failed")
+        # below the last code cell that is not a test cell: the verdicts replace a test cell's outputs
         ran = [cell for cell in nb.cells if cell.cell_type == "code" and cell.get("outputs") is not None]
-        if notes and ran:
-            ran[-1].outputs = list(ran[-1].outputs) + [_error("BudgetExceeded", note) for note in notes]
+        untested = [cell for cell in ran if not is_autograded_test(cell)] or ran
+        if notes and untested:
+            untested[-1].outputs = list(untested[-1].outputs) + [_error("BudgetExceeded", note) for note in notes]
 
     def _end_kernel(self) -> None:
         """Every process the kernel started is gone before anything else happens (outputs read, next student)."""
@@ -248,6 +251,10 @@ class SandboxedExecute(Execute):
         try:
             self._folder.write_inputs(cell_id, trusted["cells"][cell_id]["inputs"])
         except KernelFolderError as exc:
+            if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+                return (f"this test could not run: the notebook's folder is full (its budget is {self.disk_limit_mb} "
+                        f"MiB and {self.file_count_limit} files, the files the notebook wrote included), so the "
+                        "grading inputs could not be put there")
             return exc.strerror
         return ""
 
