@@ -127,7 +127,7 @@ def format_table(rows: list[NotebookStatus]) -> str:
     return "\n".join(lines)
 
 
-class _ErrorRecords(logging.Handler):
+class ErrorRecords(logging.Handler):
     """Collects the ERROR records nbgrader logs, so each submission's failure can be told apart."""
 
     def __init__(self):
@@ -158,7 +158,7 @@ class ReportingAutograde(RepairingAutograde):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.statuses: list[NotebookStatus] = []
-        self._errors = _ErrorRecords()
+        self._errors = ErrorRecords()
         self._current: tuple[str, str] | None = None   # (assignment, student) being graded
         self._current_done = False
         self._current_rows: list[NotebookStatus] = []

@@ -85,20 +85,6 @@ _APPS: dict = {}   # (root, db_url, warm) -> (autograde app, feedback app), one 
 _TIMINGS: list[dict] = []
 
 
-class _ErrorLog(logging.Handler):
-    """Collects the ERROR records nbgrader logs while one student is graded."""
-
-    def __init__(self):
-        super().__init__(level=logging.ERROR)
-        self.messages: list[str] = []
-
-    def emit(self, record):
-        try:
-            self.messages.append(record.getMessage())
-        except Exception:   # a message whose arguments do not format
-            self.messages.append(str(record.msg))
-
-
 def _record_timing(timing: dict) -> None:
     """``SandboxedExecute.timing_hook`` of this worker: keeps each notebook's timings."""
     _TIMINGS.append(timing)
@@ -136,7 +122,9 @@ def _convert(app, converter_cls, assignment: str, student: str) -> tuple[list[st
     notebook when the converter keeps them (ReportingAutograde).
     """
     from nbgrader.converters import NbGraderException
-    handler = _ErrorLog()
+
+    from utils.grading.batch_report import ErrorRecords
+    handler = ErrorRecords()
     app.log.addHandler(handler)
     try:
         app.coursedir.assignment_id = assignment
