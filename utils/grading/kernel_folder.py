@@ -31,10 +31,10 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from utils.grading import safe_files
 from utils.grading.in_kernel.recording import GRADING_DIR, inputs_path
 
 _OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW
-COPY_CHUNK = 1 << 20
 
 
 class KernelFolderError(OSError):
@@ -116,30 +116,33 @@ class KernelFolder:
         ``source`` is nbgrader's autograded folder, already checked at intake; the limits are
         checked again here, so a copy never exceeds the kernel's own budget.
         """
-        budget = {"bytes": self.disk_bytes, "files": self.max_files}
-        self._copy_tree(str(source), str(self.work), skip_suffixes, budget, depth=0)
-
-    def _copy_tree(self, source: str, target: str, skip: tuple[str, ...], budget: dict, depth: int) -> None:
-        if depth > 8:
-            return
+        too_large = KernelFolderError(errno.EFBIG, "the submission's files are larger than the kernel's budget "
+                                      f"of {self.disk_bytes // 2**20} MiB and {self.max_files} files")
+        source_fd = safe_files.open_folder(str(source))
         try:
-            entries = list(os.scandir(source))
-        except OSError:
-            return
-        for entry in entries:
-            if entry.name in (GRADING_DIR, "__pycache__") or entry.name.endswith(skip):
-                continue
-            info = entry.stat(follow_symlinks=False)
-            if stat.S_ISDIR(info.st_mode):
-                os.mkdir(os.path.join(target, entry.name))
-                self._copy_tree(entry.path, os.path.join(target, entry.name), skip, budget, depth + 1)
-            elif stat.S_ISREG(info.st_mode):
-                budget["files"] -= 1
-                budget["bytes"] -= info.st_size
-                if budget["files"] < 0 or budget["bytes"] < 0:
-                    raise KernelFolderError(errno.EFBIG, "the submission's files are larger than the kernel's "
-                                            f"budget of {self.disk_bytes // 2**20} MiB and {self.max_files} files")
-                _copy_regular_file(entry.path, os.path.join(target, entry.name), info.st_size)
+            found = safe_files.scan(source_fd, self.max_files, max_depth=8,
+                                    ignore=[GRADING_DIR, "__pycache__", *(f"*{s}" for s in skip_suffixes)])
+            if not found.complete:
+                raise too_large
+            left = self.disk_bytes
+            for relative, info in found.entries:
+                folder, _, name = relative.rpartition("/")
+                if stat.S_ISDIR(info.st_mode):
+                    os.makedirs(self.work / relative, exist_ok=True)
+                elif stat.S_ISREG(info.st_mode) and info.st_nlink == 1:
+                    if info.st_size > left:
+                        raise too_large
+                    from_fd = safe_files.open_folder(source_fd, folder)
+                    to_fd = safe_files.open_folder(str(self.work), folder)
+                    try:
+                        left -= safe_files.copy_file(from_fd, name, to_fd, left)
+                    except (safe_files.NotAPlainFile, FileNotFoundError):
+                        pass   # changed since it was listed: not copied
+                    finally:
+                        os.close(from_fd)
+                        os.close(to_fd)
+        finally:
+            os.close(source_fd)
 
     def write_inputs(self, cell_id: str, data: bytes) -> None:
         """Put one test cell's inputs where the kernel's recorder reads them, through no link the kernel made."""
@@ -150,14 +153,11 @@ class KernelFolder:
             try:
                 try:
                     os.unlink(path.name, dir_fd=grading_fd)
-                except FileNotFoundError:
-                    pass
                 except IsADirectoryError:
                     shutil.rmtree(path.name, dir_fd=grading_fd)
-                fd = os.open(path.name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644,
-                             dir_fd=grading_fd)
-                with os.fdopen(fd, "wb") as f:
-                    f.write(data)
+                except FileNotFoundError:
+                    pass
+                safe_files.write_file(grading_fd, path.name, data)
             finally:
                 os.close(grading_fd)
         except OSError as exc:
@@ -169,26 +169,13 @@ class KernelFolder:
 
     def usage(self) -> Usage:
         """Bytes and files under ``work/``, counting at most a little past the limits."""
-        total = files = 0
-        stack = [str(self.work)]
-        while stack:
-            folder = stack.pop()
-            try:
-                entries = list(os.scandir(folder))
-            except OSError:
-                continue
-            for entry in entries:
-                files += 1
-                try:
-                    info = entry.stat(follow_symlinks=False)
-                except OSError:
-                    continue
-                total += info.st_blocks * 512
-                if stat.S_ISDIR(info.st_mode):
-                    stack.append(entry.path)
-                if files > self.max_files or total > self.disk_bytes:
-                    return Usage(total, files, complete=False)
-        return Usage(total, files, complete=True)
+        work_fd = os.open(self.work, _OPEN_DIR)
+        try:
+            found = safe_files.scan(work_fd, self.max_files + 1, max_depth=64)
+        finally:
+            os.close(work_fd)
+        total = sum(info.st_blocks * 512 for _, info in found.entries)
+        return Usage(total, len(found.entries), complete=found.complete and not found.too_deep)
 
     def remove(self) -> None:
         shutil.rmtree(self.root, ignore_errors=True)   # never follows links: they are removed, not entered
@@ -204,24 +191,3 @@ def _fresh_dir(parent_fd: int, name: str) -> int:
         os.unlink(name, dir_fd=parent_fd)
     os.mkdir(name, 0o755, dir_fd=parent_fd)
     return os.open(name, _OPEN_DIR, dir_fd=parent_fd)
-
-
-def _copy_regular_file(source: str, target: str, size: int) -> None:
-    """Copy one regular file, reading it without following a link and no more than its size."""
-    fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            return
-        out = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o644)
-        try:
-            left = size
-            while left > 0:
-                chunk = os.read(fd, min(COPY_CHUNK, left))
-                if not chunk:
-                    break
-                os.write(out, chunk)
-                left -= len(chunk)
-        finally:
-            os.close(out)
-    finally:
-        os.close(fd)
