@@ -11,7 +11,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 # many-grader gradebook test, Chromium runs the JupyterLab browser test.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup system-packages demo test test-fast lint release bench clean-grading
+.PHONY: setup system-packages demo test test-fast lint release bench mutation clean-grading
 
 setup: system-packages $(STAMP)
 
@@ -58,6 +58,11 @@ lint: setup
 ## Benchmarks (timings are printed, never asserted).
 bench: setup
 	$(PY) -m utils.instructor.bench
+
+## Mutation testing of the checks (minutes; not part of `make test`): each exercise's kill rate; fails on a
+## surviving mutant not recorded in utils/instructor/equivalent_mutants/, a check error or a stale record.
+mutation: setup
+	$(PY) -m utils.instructor.mutation --strict
 
 clean-grading:
 	rm -rf submitted autograded/* feedback gradebook.db export grades.csv

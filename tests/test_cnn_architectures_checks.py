@@ -442,7 +442,7 @@ def test_parameter_mismatch_is_a_check_failure_naming_the_parameters():
     assert "fc1.weight" in message and "excite.0.weight" in message
     assert "Hint: use the attribute names" in message
     message = fails_with("SEBlock", SETransposed, "different shapes")
-    assert "fc1.weight: yours (16, 4), expected (4, 16)" in message, message
+    assert "fc1.weight: yours (32, 4), expected (4, 32)" in message, message
 
 
 def test_call_returns_plain_numpy_and_inputs_pickle():
@@ -537,3 +537,178 @@ def test_the_trusted_split_gives_the_same_verdict(name, student, verdict):
     text = result.text()
     assert verdict in text, text
     assert isinstance(result, CheckResult) == (verdict == "✓")
+
+
+# --------------------------------------------------------------------------- issue 15: coverage, rules, causes
+# Each case added for an uncovered property is tested here with the mistaken variant it exists to reject;
+# off-catalogue variants must never be given a wrong cause.
+
+
+def no_cause(message: str) -> str:
+    assert "Likely cause" not in message, message
+    return message
+
+
+def test_alexnet_adaptive_pooling_is_observed():
+    """At 224×224 the features' map is already 6×6 and the adaptive pooling does nothing: the check's input
+    leaves a 4×5 map, so a forward without avgpool fails, and so does a max pooling in its place."""
+    skipped = mutate("AlexNet", ("        x = self.avgpool(x)\n", ""))
+    message = fails_with("AlexNet", skipped, "raised")
+    assert "9216" in message or "shapes cannot be multiplied" in message, message
+    maxpool = mutate("AlexNet", ("nn.AdaptiveAvgPool2d((6, 6))", "nn.AdaptiveMaxPool2d((6, 6))"))
+    message = no_cause(fails_with("AlexNet", maxpool, "values differ"))
+    assert "input 1×3×159×191" in message, message
+
+
+def test_alexnet_dropout_rate_is_observed():
+    """Dropout is the identity in eval mode: the train-mode forward (seeded) shows its probability."""
+    student = mutate("AlexNet", ("nn.Dropout(p=0.5), nn.Linear(4096, 4096)",
+                                 "nn.Dropout(p=0.2), nn.Linear(4096, 4096)"))
+    message = no_cause(fails_with("AlexNet", student, "Only the train-mode output differs"))
+    assert "the eval-mode output after that train-mode step matches" in message, message
+
+
+class EvalOnlyBatchNormBlock(nn.Module):
+    """A from-scratch BasicBlock whose BatchNorms always use the running statistics (training flag forgotten)."""
+
+    def __new__(cls, in_channels, out_channels, stride=1):
+        block = SOL["BasicBlock"](in_channels, out_channels, stride)
+
+        def bn(layer, t):
+            return F.batch_norm(t, layer.running_mean, layer.running_var, layer.weight, layer.bias, eps=layer.eps)
+
+        def forward(x):
+            identity = x if block.downsample is None else bn(block.downsample[1], block.downsample[0](x))
+            out = F.relu(bn(block.bn1, block.conv1(x)))
+            return F.relu(bn(block.bn2, block.conv2(out)) + identity)
+        block.forward = forward
+        return block
+
+
+def test_batchnorm_is_checked_in_train_mode_too():
+    """Eval-mode cases alone pass a block that never uses batch statistics; the train case (batch 2) does not."""
+    message = no_cause(fails_with("BasicBlock", EvalOnlyBatchNormBlock, "train-mode output"))
+    assert "Case 6 of 7" in message, message   # the eval-only cases before it pass
+
+
+def test_running_statistics_updated_twice_are_seen():
+    """A forward that runs bn1 twice (a debugging line left in) updates the running statistics twice: only the
+    eval-mode output after the train-mode step shows it."""
+    student = mutate("BasicBlock", ("out = F.relu(self.bn1(self.conv1(x)))",
+                                    "self.bn1(self.conv1(x))\n        out = F.relu(self.bn1(self.conv1(x)))"))
+    message = no_cause(fails_with("BasicBlock", student,
+                                  "Only the eval-mode output after that train-mode step differs"))
+    assert "train-mode output matches" in message, message
+
+
+def test_dropout_added_to_lenet_is_seen_in_train_mode():
+    student = mutate("LeNet5", ("return self.fc3(x)", "return self.fc3(F.dropout(x, 0.5, self.training))"))
+    message = no_cause(fails_with("LeNet5", student, "train-mode output"))
+    assert "Only the train-mode output differs" in message, message
+
+
+def test_forward_must_not_change_its_input_in_place():
+    student = mutate("SEBlock", ("return x * s[:, :, None, None]", "x *= s[:, :, None, None]\n        return x"))
+    message = fails_with("SEBlock", student, "breaks a rule of the exercise")
+    assert "must not change its input tensor in place" in message and "x was changed in place" in message, message
+
+
+def test_a_squeezed_batch_of_one_is_seen():
+    """Batches of 2 or more hide a flatten written as squeeze(): the batch-of-one case does not."""
+    student = mutate("CNNClassifier", ("x = torch.flatten(x, 1)", "x = x.squeeze()"))
+    message = fails_with("CNNClassifier", student, "Shape: yours (4,), expected (1, 4)")
+    assert "input 1×3×29×43" in message and "a missing axis of length 1" in message, message
+
+
+def test_se_hidden_width_rounds_down():
+    """channels = 20, reduction = 8: C // r = 2; rounding up gives 3 (a hidden count case)."""
+    student = mutate("SEBlock", ("self.fc1 = nn.Linear(channels, channels // reduction)\n"
+                                 "        self.fc2 = nn.Linear(channels // reduction, channels)",
+                                 "self.fc1 = nn.Linear(channels, -(-channels // reduction))\n"
+                                 "        self.fc2 = nn.Linear(-(-channels // reduction), channels)"))
+    check("SEBlock")(student)   # every visible channel count is a multiple of the reduction
+    message = fails_with("SEBlock", student, "SEBlock(channels=20, reduction=8)", hidden=True)
+    assert "Yours 143, expected 102." in message, message   # 20·3 + 3 + 3·20 + 20 against 20·2 + 2 + 2·20 + 20
+
+
+def test_vgg_pooling_that_rounds_up_is_seen():
+    student = mutate("VGGBlock", ("return self.pool(x)", "return F.max_pool2d(x, 2, ceil_mode=True)"))
+    fails_with("VGGBlock", student, "Shape: yours (1, 6, 5, 6), expected (1, 6, 4, 5).")
+
+
+def test_gradient_norms_leave_the_callers_blocks_alone():
+    """A helper that switches the caller's network to eval mode breaks section 8's rule."""
+    student = mutate("block_gradient_norms", ("hs = [x.detach().requires_grad_()]",
+                                              "blocks.eval()\n    hs = [x.detach().requires_grad_()]"))
+    message = fails_with("block_gradient_norms", student, "breaks a rule of the exercise")
+    assert "blocks was left in eval mode" in message, message
+
+
+@pytest.mark.parametrize("dropped", [0, 1])
+def test_a_dropped_norm_is_reported_as_that_entry(dropped):
+    """Dropping ‖∂L/∂h_0‖ (the input never kept) or ‖∂L/∂h_1‖ (an off-by-one) is reported as that entry
+    missing, never as the catalogued missing last entry."""
+    student = mutate("block_gradient_norms", ("return np.array([g.norm().item() for g in grads])",
+                                              f"return np.delete(np.array([g.norm().item() for g in grads]), "
+                                              f"{dropped})"))
+    message = no_cause(fails_with("block_gradient_norms", student, f"Entry {dropped} (expected"))
+    assert "is missing; the others match" in message, message
+
+
+def test_every_dropped_norm_is_located_on_every_case():
+    """On every case (hidden ones too) the norms differ enough that the generic diagnosis finds which entry
+    is missing: no two neighbours are within its tolerance of each other."""
+    from utils.checks.characterise import describe_shape
+    exercise = ca.EXERCISES["block_gradient_norms"]
+    for case in exercise.make_cases(True):
+        expected = exercise.reference(case.inputs)
+        for k in range(len(expected)):
+            lines = describe_shape((len(expected) - 1,), expected.shape, exercise.layout,
+                                   np.delete(expected, k), expected)
+            assert any(line.startswith(f"Entry {k} (expected") for line in lines), (case.description, k, lines)
+
+
+OFF_CATALOGUE = [
+    # (exercise, edits, a cause that would be wrong)
+    ("LeNet5", ("x = self.pool(F.relu(self.conv2(x)))", "x = F.avg_pool2d(F.relu(self.conv2(x)), 2)"),
+     "LeNet with average pooling"),
+    ("LeNet5", ("x = F.relu(self.fc2(x))", "x = self.fc2(x)"), "tanh"),
+    ("VGGBlock", ("""        for conv in self.convs:
+            x = F.relu(conv(x))
+""", """        for i, conv in enumerate(self.convs):
+            x = F.relu(conv(x)) if i else conv(x)
+"""), "no ReLU after the last convolution"),
+    ("BasicBlock", ("return F.relu(out + identity)", "return out + identity"), "ReLU before the addition"),
+    ("SEBlock", ("s = torch.sigmoid(self.fc2(F.relu(self.fc1(z))))", "s = torch.tanh(self.fc2(F.relu(self.fc1(z))))"),
+     "SE without the sigmoid"),
+    ("SEBlock", ("z = x.mean(dim=(2, 3))", "z = x.mean(dim=(2, 3)) * 2"), "max instead of average"),
+    ("CNNClassifier", ("return self.classifier(x)", "return F.log_softmax(self.classifier(x), dim=1)"),
+     "softmax on the output"),
+    ("block_gradient_norms", ("g.norm().item()", "g.flatten(1).norm(dim=1).mean().item()"), "mean of |gradient|"),
+]
+
+
+@pytest.mark.parametrize("name, pair, wrong", OFF_CATALOGUE,
+                         ids=[f"{n}-{i}" for i, (n, _, _) in enumerate(OFF_CATALOGUE)])
+def test_off_catalogue_variants_get_no_wrong_cause(name, pair, wrong):
+    message = fails_with(name, mutate(name, pair), "✗")
+    assert wrong not in message, message
+    no_cause(message)
+    assert "differ" in message or "Shape" in message or "values" in message, message
+
+
+def test_the_stride_only_shortcut_is_named_as_such():
+    """Projecting only when the channels change: the narrower catalogue entry, consistent with every case."""
+    student = mutate("BasicBlock", ("if stride != 1 or in_channels != out_channels:",
+                                    "if in_channels != out_channels:"))
+    message = fails_with("BasicBlock", student, "by the stride alone", hidden=True)
+    assert "Hint: with stride 2" in message, message
+
+
+def test_gradient_norms_come_back_as_numpy():
+    """Section 8 asks for a numpy array: a tensor of norms (torch.stack) breaks that rule; a list of floats is
+    accepted (gradient_norms_loop above)."""
+    student = mutate("block_gradient_norms", ("return np.array([g.norm().item() for g in grads])",
+                                              "return torch.stack([g.norm() for g in grads])"))
+    message = fails_with("block_gradient_norms", student, "breaks a rule of the exercise")
+    assert "returns a numpy array" in message and "it returned a torch tensor" in message, message

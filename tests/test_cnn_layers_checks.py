@@ -254,23 +254,21 @@ def _softmax_naive(logits, labels):
 
 
 MUTANTS = [  # (function, mistake-name key, the mistaken student function)
-    ("conv2d_forward", "stride ignored", lambda: mutate("conv2d_forward", ("// stride + 1", "+ 1"),
+    ("conv2d_forward", "stride was ignored", lambda: mutate("conv2d_forward", ("// stride + 1", "+ 1"),
                                                         ("::stride, ::stride", "::1, ::1"))),
-    ("conv2d_forward", "padding ignored", lambda: mutate("conv2d_forward", (
+    ("conv2d_forward", "padding was ignored", lambda: mutate("conv2d_forward", (
         "x_pad = np.pad(x, ((0, 0), (0, 0), (padding, padding), (padding, padding)))", "x_pad = x"))),
-    ("conv2d_forward", "kernel flipped", lambda: mutate("conv2d_forward", (
+    ("conv2d_forward", "rotated by 180°", lambda: mutate("conv2d_forward", (
         'np.einsum("ncijab,fcab->nfij", windows, w)', 'np.einsum("ncijab,fcab->nfij", windows, w[:, :, ::-1, ::-1])'))),
-    ("conv2d_forward", "bias missing", lambda: mutate("conv2d_forward", ("return out + b[None, :, None, None]",
+    ("conv2d_forward", "bias b was not added", lambda: mutate("conv2d_forward", ("return out + b[None, :, None, None]",
                                                                         "return out"))),
-    ("conv2d_backward", "unflipped kernel", lambda: mutate("conv2d_backward", (
+    ("conv2d_backward", "wrong orientation", lambda: mutate("conv2d_backward", (
         "w[:, :, a, b])", "w[:, :, K_h - 1 - a, K_w - 1 - b])"))),
-    ("conv2d_backward", "padding not removed", lambda: mutate("conv2d_backward", (
-        "dx = dx_pad[:, :, padding:padding + H, padding:padding + W]", "dx = dx_pad"))),
     ("conv2d_backward", "divided by the batch size", lambda: mutate("conv2d_backward", (
         "return dx, dw, db", "return dx, dw / N, db / N"))),
-    ("maxpool2d_forward", "stride ignored", lambda: mutate("maxpool2d_forward", (
+    ("maxpool2d_forward", "moved by kernel_size", lambda: mutate("maxpool2d_forward", (
         "::stride, ::stride", "::kernel_size, ::kernel_size"))),
-    ("maxpool2d_forward", "window average", lambda: mutate("maxpool2d_forward", (".max(axis=(4, 5))",
+    ("maxpool2d_forward", "averaged instead", lambda: mutate("maxpool2d_forward", (".max(axis=(4, 5))",
                                                                                  ".mean(axis=(4, 5))"))),
     ("maxpool2d_backward", "all positions", lambda: mutate("maxpool2d_backward", (
         "dx[n_idx, c_idx, i * stride + r, j * stride + q] += dout[:, :, i, j]",
@@ -280,56 +278,58 @@ MUTANTS = [  # (function, mistake-name key, the mistaken student function)
         "dx[:, :, i * stride:i * stride + k, j * stride:j * stride + k] += dout[:, :, i:i + 1, j:j + 1] / (k * k)"))),
     ("maxpool2d_backward", "overwrite", lambda: mutate("maxpool2d_backward", (
         "j * stride + q] += dout", "j * stride + q] = dout"))),
-    ("maxpool2d_backward", "stride ignored", lambda: mutate("maxpool2d_backward", ("i * stride", "i * k"),
+    ("maxpool2d_backward", "moved by kernel_size", lambda: mutate("maxpool2d_backward", ("i * stride", "i * k"),
                                                             ("j * stride", "j * k"))),
-    ("avgpool2d_forward", "stride ignored", lambda: mutate("avgpool2d_forward", (
+    ("avgpool2d_forward", "moved by kernel_size", lambda: mutate("avgpool2d_forward", (
         "::stride, ::stride", "::kernel_size, ::kernel_size"))),
-    ("avgpool2d_forward", "window sum", lambda: mutate("avgpool2d_forward", (".mean(axis=(4, 5))",
+    ("avgpool2d_forward", "summed, not averaged", lambda: mutate("avgpool2d_forward", (".mean(axis=(4, 5))",
                                                                             ".sum(axis=(4, 5))"))),
-    ("avgpool2d_backward", "not divided by window size", lambda: mutate("avgpool2d_backward", (" / (k * k)", ""))),
-    ("avgpool2d_backward", "stride ignored", lambda: mutate("avgpool2d_backward", ("i * stride", "i * k"),
+    ("avgpool2d_backward", "not divided by the window size", lambda: mutate("avgpool2d_backward", (" / (k * k)", ""))),
+    ("avgpool2d_backward", "moved by kernel_size", lambda: mutate("avgpool2d_backward", ("i * stride", "i * k"),
                                                             ("j * stride", "j * k"))),
     ("global_avg_pool_forward", "kept the spatial axes", lambda: mutate("global_avg_pool_forward", (
         "x.mean(axis=(2, 3))", "x.mean(axis=(2, 3), keepdims=True)"))),
-    ("global_avg_pool_forward", "spatial sum", lambda: mutate("global_avg_pool_forward", (".mean(", ".sum("))),
-    ("global_avg_pool_backward", "not divided by H·W", lambda: mutate("global_avg_pool_backward",
+    ("global_avg_pool_forward", "summed over space", lambda: mutate("global_avg_pool_forward", (".mean(", ".sum("))),
+    ("global_avg_pool_backward", "without dividing by H·W", lambda: mutate("global_avg_pool_backward",
                                                                         (" / (H * W)", ""))),
     ("relu_forward", "mask", lambda: mutate("relu_forward", ("np.maximum(x, 0)", "(x > 0).astype(float)"))),
     ("relu_forward", "min instead of max", lambda: mutate("relu_forward", ("np.maximum(x, 0)", "np.minimum(x, 0)"))),
-    ("relu_backward", "passed where x<0", lambda: mutate("relu_backward", ("dout * (x > 0)", "dout.copy()"))),
+    ("relu_backward", "passed through everywhere", lambda: mutate("relu_backward", ("dout * (x > 0)", "dout.copy()"))),
     ("relu_backward", "not multiplied in", lambda: mutate("relu_backward", ("dout * (x > 0)", "1.0 * (x > 0)"))),
-    ("relu_backward", "dout · x", lambda: mutate("relu_backward", ("dout * (x > 0)", "dout * np.maximum(x, 0)"))),
-    ("linear_forward", "bias missing", lambda: mutate("linear_forward", ("x @ W + b", "x @ W"))),
-    ("linear_forward", "x @ W.T", lambda: mutate("linear_forward", ("x @ W + b", "x @ W.T + b"))),
-    ("linear_backward", "transposed W", lambda: mutate("linear_backward", ("dout @ W.T", "dout @ W"))),
+    ("relu_backward", "positive part of x", lambda: mutate("relu_backward", ("dout * (x > 0)",
+                                                                             "dout * np.maximum(x, 0)"))),
+    ("linear_forward", "bias b was not added", lambda: mutate("linear_forward", ("x @ W + b", "x @ W"))),
+    ("linear_forward", "W was used transposed", lambda: mutate("linear_forward", ("x @ W + b", "x @ W.T + b"))),
+    ("linear_backward", "dx used W", lambda: mutate("linear_backward", ("dout @ W.T", "dout @ W"))),
     ("linear_backward", "dW is transposed", lambda: mutate("linear_backward", ("x.T @ dout", "dout.T @ x"))),
-    ("linear_backward", "db is averaged", lambda: mutate("linear_backward", ("dout.sum(axis=0)", "dout.mean(axis=0)"))),
+    ("linear_backward", "db was averaged", lambda: mutate("linear_backward", ("dout.sum(axis=0)",
+                                                                             "dout.mean(axis=0)"))),
     ("batchnorm_forward", "unbiased variance", lambda: mutate("batchnorm_forward", (
         "var = x.var(axis=axes)  ", "var = x.var(axis=axes, ddof=1)  "), ("momentum * var * m / (m - 1)",
                                                                            "momentum * var"))),
-    ("batchnorm_forward", "wrong momentum convention", lambda: mutate("batchnorm_forward", (
+    ("batchnorm_forward", "momentum convention is reversed", lambda: mutate("batchnorm_forward", (
         "(1 - momentum) * running_mean + momentum * mean", "momentum * running_mean + (1 - momentum) * mean"), (
         "(1 - momentum) * running_var + momentum * var * m / (m - 1)",
         "momentum * running_var + (1 - momentum) * var * m / (m - 1)"))),
     ("batchnorm_forward", "biased batch variance", lambda: mutate("batchnorm_forward", (
         "momentum * var * m / (m - 1)", "momentum * var"))),
-    ("batchnorm_forward", "batch statistics in eval", lambda: mutate("batchnorm_forward", (
+    ("batchnorm_forward", "eval mode normalised with the batch", lambda: mutate("batchnorm_forward", (
         "mean, var = running_mean, running_var", "mean, var = x.mean(axis=axes), x.var(axis=axes)"))),
     ("batchnorm_forward", "updated in eval", lambda: mutate("batchnorm_forward", (
         "new_running_mean, new_running_var = running_mean.copy(), running_var.copy()",
         "m = x.size // x.shape[1]\n"
         "        new_running_mean = (1 - momentum) * running_mean + momentum * x.mean(axis=axes)\n"
         "        new_running_var = (1 - momentum) * running_var + momentum * x.var(axis=axes) * m / (m - 1)"))),
-    ("batchnorm_forward", "eps added outside", lambda: mutate("batchnorm_forward", (
+    ("batchnorm_forward", "eps was added outside", lambda: mutate("batchnorm_forward", (
         "np.sqrt(var.reshape(shape) + eps)", "(np.sqrt(var.reshape(shape)) + eps)"))),
     ("batchnorm_backward", "as constants", lambda: mutate("batchnorm_backward", (
         "dx = inv_std * (dx_hat - dx_hat.mean(axis=axes, keepdims=True)\n"
         "                    - x_hat * (dx_hat * x_hat).mean(axis=axes, keepdims=True))", "dx = inv_std * dx_hat"))),
-    ("batchnorm_backward", "dgamma computed with x", lambda: mutate("batchnorm_backward", (
+    ("batchnorm_backward", "dgamma was computed from x", lambda: mutate("batchnorm_backward", (
         "(dout * x_hat).sum(axis=axes)", "(dout * x).sum(axis=axes)"))),
     ("batchnorm_backward", "unbiased variance", lambda: mutate("batchnorm_backward", (
         "x.var(axis=axes, keepdims=True)", "x.var(axis=axes, keepdims=True, ddof=1)"))),
-    ("softmax_cross_entropy", "not averaged over the batch", lambda: mutate("softmax_cross_entropy", (
+    ("softmax_cross_entropy", "sums over the N samples", lambda: mutate("softmax_cross_entropy", (
         "].mean()", "].sum()"), ("return loss, dlogits / N", "return loss, dlogits"))),
     ("softmax_cross_entropy", "not divided by N", lambda: mutate("softmax_cross_entropy", (
         "return loss, dlogits / N", "return loss, dlogits"))),
@@ -337,11 +337,11 @@ MUTANTS = [  # (function, mistake-name key, the mistaken student function)
         "dlogits[np.arange(N), labels] -= 1", "pass"))),
     ("softmax_cross_entropy", "wrong sign", lambda: mutate("softmax_cross_entropy", (
         "return loss, dlogits / N", "return loss, -dlogits / N"))),
-    ("numerical_gradient", "forward difference", lambda: mutate("numerical_gradient", (
+    ("numerical_gradient", "one-sided (forward) difference", lambda: mutate("numerical_gradient", (
         "x[idx] = old - h\n        f_minus = f(x)\n        x[idx] = old\n"
         "        grad[idx] = (f_plus - f_minus) / (2 * h)",
         "x[idx] = old\n        grad[idx] = (f_plus - f(x)) / h"))),
-    ("numerical_gradient", "instead of 2h", lambda: mutate("numerical_gradient", ("/ (2 * h)", "/ h"))),
+    ("numerical_gradient", "divided by h:", lambda: mutate("numerical_gradient", ("/ (2 * h)", "/ h"))),
     ("numerical_gradient", "not restored", lambda: mutate("numerical_gradient", ("x[idx] = old\n        grad",
                                                                                   "grad"))),
 ]
@@ -478,3 +478,214 @@ def test_kernel_side_runs_without_torch_and_grader_side_accepts(tmp_path):
         verdict = evaluate(cl.EXERCISES[name], cs,
                            lambda index, case, label, name=name: Produced(value=arrays[f"{name}|{index}"]))
         assert isinstance(verdict, CheckResult), (name, verdict)
+
+
+# --------------------------------------------------------------------------- rules the notebook states (issue 15)
+
+IN_PLACE = [  # (function, the array changed in place, a realistic in-place edit of the solution)
+    ("relu_forward", "x", lambda: lambda x: (x.__setitem__(x < 0, 0.0), x)[1]),
+    ("relu_backward", "dout", lambda: lambda dout, x: (dout.__setitem__(x <= 0, 0.0), dout)[1]),
+    ("softmax_cross_entropy", "logits", lambda: mutate("softmax_cross_entropy", (
+        "shifted = logits - logits.max(axis=1, keepdims=True)",
+        "logits -= logits.max(axis=1, keepdims=True)\n    shifted = logits"))),
+    ("batchnorm_forward", "running_mean", lambda: mutate("batchnorm_forward", (
+        "new_running_mean = (1 - momentum) * running_mean + momentum * mean",
+        "running_mean *= 1 - momentum\n        running_mean += momentum * mean\n"
+        "        new_running_mean = running_mean"))),
+    ("batchnorm_forward", "x", lambda: mutate("batchnorm_forward", (
+        "x_hat = (x - mean.reshape(shape)) / np.sqrt(var.reshape(shape) + eps)",
+        "x -= mean.reshape(shape)\n    x_hat = x / np.sqrt(var.reshape(shape) + eps)"))),
+    ("batchnorm_backward", "dout", lambda: mutate("batchnorm_backward", (
+        "dx_hat = dout * gamma.reshape(shape)", "dx_hat = dout\n    dx_hat *= gamma.reshape(shape)"))),
+    ("maxpool2d_backward", "x", lambda: lambda dout, x, k, s: (x.fill(0.0),
+                                                               build("maxpool2d_backward")(dout, x, k, s))[1]),
+]
+
+
+@pytest.mark.parametrize("function,array,make", IN_PLACE, ids=[f"{f}-{a}" for f, a, _ in IN_PLACE])
+def test_changing_a_given_array_in_place_breaks_the_stated_rule(function, array, make):
+    text = failure(function, make())
+    assert f"{function} breaks a rule of the exercise" in text and f"Seen: {array} was changed in place" in text, text
+    assert "Rule:" in text and ("Conventions used throughout" in text or "do not modify the arrays" in text)
+
+
+def test_eval_mode_must_return_copies_of_the_running_statistics():
+    text = failure("batchnorm_forward", mutate("batchnorm_forward", (
+        "new_running_mean, new_running_var = running_mean.copy(), running_var.copy()",
+        "new_running_mean, new_running_var = running_mean, running_var")))
+    assert "Seen: new_running_mean is the array running_mean you were given" in text and "eval mode" in text, text
+
+
+PART_SHAPES = [  # (function, edit, the part named with its own shape)
+    ("conv2d_backward", ("return dx, dw, db", "return dx, dw.transpose(1, 0, 2, 3), db"),
+     "dw has shape (3, 4, 3, 3), expected (4, 3, 3, 3)"),
+    ("linear_backward", ("db = dout.sum(axis=0)", "db = dout.sum()"), "db has shape (), expected (2,)"),
+    ("softmax_cross_entropy", ("loss = -log_probs[np.arange(N), labels].mean()",
+                               "loss = -log_probs[np.arange(N), labels]"), "loss has shape (2,), expected ()"),
+    ("batchnorm_forward", ("return out, new_running_mean, new_running_var",
+                           "return out, new_running_mean[None], new_running_var"),
+     "new_running_mean has shape (1, 3), expected (3,)"),
+    ("batchnorm_backward", ("dbeta = dout.sum(axis=axes)", "dbeta = dout.sum(axis=0)"),
+     "dbeta has shape (4, 3, 3), expected (4,)"),
+]
+
+
+@pytest.mark.parametrize("function,edit,seen", PART_SHAPES, ids=[p[0] for p in PART_SHAPES])
+def test_each_part_of_a_result_is_held_to_its_own_shape(function, edit, seen):
+    text = failure(function, mutate(function, edit))
+    assert seen in text and "breaks a rule" in text, text
+    assert "values differ" not in text and "Yours has" not in text   # never the packed vector's length
+
+
+def test_padding_kept_in_dx_is_named_by_the_shape_rule():
+    text = failure("conv2d_backward", mutate("conv2d_backward", (
+        "dx = dx_pad[:, :, padding:padding + H, padding:padding + W]", "dx = dx_pad")))
+    assert "dx has shape (2, 3, 7, 7), the shape of the padded input, expected (2, 3, 5, 5)" in text, text
+
+
+def test_numerical_gradient_must_be_float64():
+    text = failure("numerical_gradient", mutate("numerical_gradient", (
+        "np.zeros_like(x, dtype=np.float64)", "np.zeros_like(x, dtype=np.float32)")))
+    assert "Rule: work in float64" in text and "grad has dtype float32" in text, text
+
+
+# --------------------------------------------------------------------------- each new case can fail (issue 15)
+
+def _passes(function, student) -> bool:
+    try:
+        check(function)(student, hidden=True)
+    except CheckFailure:
+        return False
+    return True
+
+
+def _only_hidden_catches(function, student, case_words):
+    """The variant passes the visible check and fails the hidden one, at the case described by case_words."""
+    check(function)(student)   # the visible cases do not see it
+    text = failure(function, student)
+    assert case_words in text, text
+    return text
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_a_single_global_maximum_fails_where_rows_sit_far_apart():
+    text = failure("softmax_cross_entropy", mutate("softmax_cross_entropy", (
+        "logits - logits.max(axis=1, keepdims=True)", "logits - logits.max()")))
+    assert "row maxima of both signs" in text and "NaN or infinite" in text and "Likely cause" not in text, text
+
+
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+def test_shifting_only_beyond_float64s_range_fails_on_float32_logits():
+    student = mutate("softmax_cross_entropy", (
+        "shifted = logits - logits.max(axis=1, keepdims=True)",
+        "shifted = logits - logits.max(axis=1, keepdims=True) if np.abs(logits).max() > 709 else logits"))
+    text = _only_hidden_catches("softmax_cross_entropy", student, "float32 logits")
+    assert "NaN or infinite" in text
+
+
+def test_labels_of_any_integer_dtype_are_asked():
+    cases = cl.EXERCISES["softmax_cross_entropy"].make_cases(True)
+    assert {str(c.inputs["labels"].dtype) for c in cases} >= {"int64", "int32", "uint8"}
+    # a variant that assumes int64 labels fails there
+    student = mutate("softmax_cross_entropy", ("labels] -= 1", "labels.view(np.int64)] -= 1"))
+    assert not _passes("softmax_cross_entropy", student)
+
+
+def test_relu_gradient_at_exactly_zero_is_zero():
+    text = _only_hidden_catches("relu_backward", lambda dout, x: dout * (x >= 0), "exactly 0")
+    assert "All the differences are in positions where x is exactly 0" in text and "Likely cause" not in text, text
+
+
+def test_a_maximum_started_at_zero_fails_on_negative_windows():
+    def student(x, kernel_size, stride):
+        windows = np.lib.stride_tricks.sliding_window_view(x, (kernel_size, kernel_size), axis=(2, 3))
+        return np.maximum(windows[:, :, ::stride, ::stride].max(axis=(4, 5)), 0.0)
+    text = failure("maxpool2d_forward", student)
+    assert "All the differences are in windows whose maximum is negative" in text and "Likely cause" not in text, text
+
+
+def test_eps_left_out_in_eval_mode_fails_where_running_var_is_about_eps():
+    student = mutate("batchnorm_forward", ("np.sqrt(var.reshape(shape) + eps)",
+                                           "np.sqrt(var.reshape(shape) + (eps if training else 0.0))"))
+    text = _only_hidden_catches("batchnorm_forward", student, "running_var about eps")
+    assert "All the differences are in the values of out" in text, text
+
+
+def test_a_hard_coded_eps_fails():
+    student = mutate("batchnorm_forward", ("np.sqrt(var.reshape(shape) + eps)", "np.sqrt(var.reshape(shape) + 1e-5)"))
+    assert "far below eps" in failure("batchnorm_forward", student)
+    backward = mutate("batchnorm_backward", ("x.var(axis=axes, keepdims=True) + eps",
+                                             "x.var(axis=axes, keepdims=True) + 1e-5"))
+    assert "eps=0.001" in failure("batchnorm_backward", backward)   # variance 1e-6 far below eps
+
+
+def test_a_step_other_than_h_fails_on_the_large_step():
+    student = mutate("numerical_gradient", ("grad = np.zeros_like(x, dtype=np.float64)",
+                                            "grad = np.zeros_like(x, dtype=np.float64)\n    h = 1e-5"))
+    text = _only_hidden_catches("numerical_gradient", student, "h=0.1")
+    assert "Likely cause" not in text
+
+
+def test_the_declared_properties_hold_on_hidden_cases_only_where_said():
+    """The eval-mode eps and float32 properties are hidden-only; the row-spread one is visible to help students."""
+    sce = cl.EXERCISES["softmax_cross_entropy"]
+    visible = sce.make_cases(False)
+    assert any(sce.covers["row maxima of both signs, different per row"](c) for c in visible)
+    bn = cl.EXERCISES["batchnorm_forward"]
+    assert not any(bn.covers["eval mode with running_var comparable to eps"](c) for c in bn.make_cases(False))
+
+
+# --------------------------------------------------------------------------- off-catalogue variants (issue 15)
+
+OFF_CATALOGUE = [  # (function, edits, the catalogued cause that must be named, or None: no cause at all)
+    ("softmax_cross_entropy", [("].mean()", "].sum()")], None),                    # loss summed, dlogits mean
+    ("softmax_cross_entropy", [("return loss, dlogits / N", "return loss, -dlogits")], None),
+    ("batchnorm_forward", [("(1 - momentum) * running_var + momentum * var * m / (m - 1)",
+                            "momentum * running_var + (1 - momentum) * var * m / (m - 1)")], None),
+    ("batchnorm_forward", [("var = x.var(axis=axes)  ", "var = x.var(axis=axes, ddof=1)  "),
+                           ("(1 - momentum) * running_mean + momentum * mean",
+                            "momentum * running_mean + (1 - momentum) * mean")], None),
+    ("batchnorm_forward", [("x_hat = (x - mean.reshape(shape)) / np.sqrt(var.reshape(shape) + eps)",
+                            "std = np.sqrt(var.reshape(shape))\n    x_hat = (x - mean.reshape(shape)) / (std + eps)")],
+     "eps was added outside"),                                                     # the same idea, written differently
+    ("conv2d_backward", [("return dx, dw, db", "return dx, dw / N, db")], None),
+    ("conv2d_forward", [("return out + b[None, :, None, None]", "return out + 0 * b.reshape(1, -1, 1, 1)")],
+     "bias b was not added"),
+    ("linear_backward", [("dW = x.T @ dout", "dW = x.T @ dout / x.shape[0]")], None),
+    # windows kernel_size apart never overlap, so = and += agree: the stride mistake explains every case
+    ("maxpool2d_backward", [("j * stride + q] += dout", "j * stride + q] = dout"), ("i * stride", "i * k"),
+                            ("j * stride", "j * k")], "moved by kernel_size"),
+    ("avgpool2d_backward", [(" / (k * k)", " / k")], None),
+    ("numerical_gradient", [("x[idx] = old - h\n        f_minus = f(x)\n        x[idx] = old\n",
+                             "x[idx] = old - h\n        f_minus = f(x)\n")], "not restored"),
+    ("numerical_gradient", [("/ (2 * h)", "/ (3 * h)")], None),
+    ("global_avg_pool_forward", [("x.mean(axis=(2, 3))", "x.mean(axis=(2, 3)) * 0.5")], None),
+]
+
+
+@pytest.mark.parametrize("function,edits,cause", OFF_CATALOGUE, ids=[f"{f}-{i}" for i, (f, _, _) in
+                                                                     enumerate(OFF_CATALOGUE)])
+def test_off_catalogue_variants_never_get_a_wrong_cause(function, edits, cause):
+    text = failure(function, mutate(function, *edits))
+    if cause is None:
+        assert "Likely cause" not in text, text
+    else:
+        assert "Likely cause" in text and mistake_name(function, cause) in text, text
+
+
+def test_a_generic_diagnosis_names_the_part_that_differs():
+    text = failure("conv2d_backward", mutate("conv2d_backward", ("return dx, dw, db", "return dx, dw / N, db")))
+    assert "All the differences are in the values of dw; the rest matches" in text, text
+    assert "expected × 0.5" in text
+
+
+def test_by_hand_answers_are_exact_whole_numbers_and_never_given_away():
+    size = dict(_solution_answers("size_answers"))
+    size["lenet_flatten"] = 255
+    text = failure("size_answers", size)
+    assert "Yours 255 is not right." in text and "allowed" not in text and "Shape OK" not in text, text
+    assert "256" not in text and "1 less" not in text, text
+    rf = dict(_solution_answers("rf_answers"))
+    rf["rf_blocks"] = [4, 10, 22]
+    text = failure("rf_answers", rf)
+    assert "Yours has 3 values, expected 4." in text and ".0" not in text.split("Hint")[0], text

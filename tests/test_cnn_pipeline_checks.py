@@ -231,6 +231,9 @@ MISTAKE_CASES = [
     ("split_train_val", data.M_SPLIT_SWAPPED, [("[train_size, val_size]", "[val_size, train_size]")]),
     ("split_train_val", data.M_SPLIT_FRACTIONS, [("[train_size, val_size]", "[0.8, 0.2]")]),
     ("split_train_val", data.M_SPLIT_UNSEEDED, [(", generator=generator)", ")")]),
+    ("split_train_val", data.M_SPLIT_GLOBAL_SEED, [("    generator = torch.Generator().manual_seed(seed)\n",
+                                                    "    torch.manual_seed(seed)\n"),
+                                                   (", generator=generator)", ")")]),
     ("split_train_val", data.M_SPLIT_UNSHUFFLED,
      [("random_split(dataset, [train_size, val_size], generator=generator)",
        "(torch.utils.data.Subset(dataset, range(train_size)), "
@@ -240,6 +243,8 @@ MISTAKE_CASES = [
     (C, models.M_NO_DROPOUT, NO_DROPOUT),
     (C, models.M_DROPOUT_ONE, NO_DROPOUT[1:]),
     (C, models.M_DROPOUT_P, [("nn.Dropout(0.5)", "nn.Dropout(0.2)")]),
+    (C, models.M_DROPOUT_IN_EVAL, [(f"self.dropout(F.relu(self.fc{i}(x)))", f"F.dropout(F.relu(self.fc{i}(x)), 0.5)")
+                                   for i in (1, 2)]),
     (C, models.M_FLATTEN, [(FC1, "nn.Linear(256 * 8 * 8, 512)"),
                            ("x = self.pool(x)                  # 8×8 → 4×4", "")]),
     (C, models.M_NO_PAD, [(", padding=1)", ")"), (FC1, FC1_NO_PAD)]),
@@ -248,6 +253,7 @@ MISTAKE_CASES = [
     (CB, models.M_NO_DROPOUT, [("nn.Dropout(0.5)", "nn.Identity()")]),
     (CB, models.M_DROPOUT_ONE, [(FWD_FC[1], "        x = F.relu(self.fc2(x))\n")]),
     (CB, models.M_DROPOUT_P, [("nn.Dropout(0.5)", "nn.Dropout(p=0.3)")]),
+    (CB, models.M_DROPOUT_IN_EVAL, [("self.dropout(", "F.dropout(p=0.5, input=")]),
     (CB, models.M_FLATTEN, [(FC1, "nn.Linear(256, 512)")]),
     (CB, models.M_NO_PAD, [(", padding=1)", ")"), (FC1, FC1_NO_PAD)]),
     (CB, models.M_BN_AFTER_RELU, [(f"F.relu(self.bn{i}(self.conv{i}(x)))", f"self.bn{i}(F.relu(self.conv{i}(x)))")
@@ -270,6 +276,10 @@ MISTAKE_CASES = [
                                        ("        loss.backward()\n",
                                         "        loss.backward()\n        optimizer.zero_grad()\n")]),
     (TR, loops.M_NO_STEP, [("        optimizer.step()\n", "")]),
+    (TR, loops.M_STEP_BEFORE_BACKWARD, [("        loss.backward()\n        optimizer.step()\n",
+                                         "        optimizer.step()\n        loss.backward()\n")]),
+    (TR, loops.M_BATCH_MEAN, [("loss.item() * labels.size(0)", "loss.item()"),
+                              ("return running_loss / total,", "return running_loss / len(loader),")]),
     (TR, loops.M_NO_TRAIN, [("    model.train()\n", "")]),
     (TR, loops.M_PERCENT, [("correct / total", "100 * correct / total")]),
     (TR, loops.M_LOSS_SUM, [("loss.item() * labels.size(0)", "loss.item()"),
@@ -278,6 +288,8 @@ MISTAKE_CASES = [
     ("evaluate", loops.M_NO_NO_GRAD, [("with torch.no_grad():", "if True:")]),
     ("evaluate", loops.M_NO_EVAL_NO_GRAD, [("    model.eval()\n", ""), ("with torch.no_grad():", "if True:")]),
     ("evaluate", loops.M_PERCENT, [("correct / total", "100 * correct / total")]),
+    ("evaluate", loops.M_BATCH_MEAN, [("loss.item() * labels.size(0)", "loss.item()"),
+                                      ("return running_loss / total,", "return running_loss / len(loader),")]),
 ]
 
 
@@ -289,6 +301,143 @@ def test_mistake_is_named(function, name, pairs):
         assert name in text, text  # the exception hint names the mistake
     else:
         assert "does not match" in text and f"Likely cause: {name}" in text, text
+
+
+# =========================================================================== off the catalogue: never a wrong cause
+
+# (exercise, replacements in the solution, the causes the feedback may name: () = none, a generic description)
+OFF_CATALOGUE = [
+    # ragged data: the accuracy as a mean of batch accuracies (the loss right)
+    (TR, [("correct / total", "sum(batch_acc) / len(batch_acc)"),
+          ("        correct += ", "        batch_acc.append((outputs.argmax(dim=1) == labels).float().mean().item())\n"
+                                 "        correct += "),
+          ("    running_loss, correct, total = 0.0, 0, 0\n",
+           "    running_loss, correct, total = 0.0, 0, 0\n    batch_acc = []\n")], ()),
+    # the mean of batch means written another way: a running average of the batch losses
+    (TR, [("running_loss += loss.item() * labels.size(0)", "running_loss += (loss.item() - running_loss) / (i + 1)"),
+          ("for images, labels in loader:", "for i, (images, labels) in enumerate(loader):"),
+          ("return running_loss / total,", "return running_loss,")], (loops.M_BATCH_MEAN,)),
+    # step() before backward() with the gradients cleared to zeros, not None: weight decay moves the weights
+    # before the backward pass that needs them (torch raises; no cause may be named)
+    (TR, [("optimizer.zero_grad()", "optimizer.zero_grad(set_to_none=False)"),
+          ("        loss.backward()\n        optimizer.step()\n",
+           "        optimizer.step()\n        loss.backward()\n")], ()),
+    # step() before backward() and zero_grad() after it: each step uses the previous batch's gradient (torch
+    # raises too: the weights change before the backward pass)
+    (TR, [("        optimizer.zero_grad()\n", ""),
+          ("        loss.backward()\n        optimizer.step()\n",
+           "        optimizer.step()\n        optimizer.zero_grad()\n        loss.backward()\n")], ()),
+    # zero_grad() between forward and step(), step() before backward(): the catalogued order mistake
+    (TR, [("        optimizer.zero_grad()\n", ""),
+          ("        loss.backward()\n        optimizer.step()\n",
+           "        optimizer.zero_grad()\n        optimizer.step()\n        loss.backward()\n")],
+     (loops.M_STEP_BEFORE_BACKWARD,)),
+    ("evaluate", [("correct / total", "sum(accs) / len(accs)"),
+                  ("            correct += ", "            accs.append((outputs.argmax(1) == labels).double().mean())\n"
+                                             "            correct += "),
+                  ("    running_loss, correct, total = 0.0, 0, 0\n", "    running_loss, correct, total = 0.0, 0, 0\n"
+                                                                   "    accs = []\n")], ()),
+    # normalisation constants rounded to three decimals: not ImageNet's, not CIFAR-10's
+    (T, [(MEAN, "[0.507, 0.487, 0.441]"), (STD, "[0.268, 0.257, 0.276]")], ()),
+    # a reflecting pad: the crop still moves, so it is not "RandomCrop without padding"
+    (T, [("RandomCrop(32, padding=4)", "RandomCrop(32, padding=4, padding_mode='reflect')")], ()),
+    ("split_train_val", [("int(0.8 * len(dataset))", "round(0.8 * len(dataset))")], ()),
+    (CO, [("momentum=0.9", "momentum=0.95")], ()),
+    (CO, [("weight_decay=5e-4", "weight_decay=5e-4, nesterov=True")], ()),
+    (CO, [("lr=0.01", "lr=0.02")], ()),
+    # dividing by the number of classes instead of rows
+    (K, [(TOPK_RETURN, "return correct / logits.size(1)")], ()),
+    # k ignored, written as a slice of the top-k columns
+    (K, [("pred.eq(targets.view(-1, 1).expand_as(pred))", "pred[:, :1].eq(targets.view(-1, 1))")],
+     (topk.M_TOPK_IGNORE_K,)),
+    # a dropout probability outside the catalogue: no p=0.x variant may be named
+    (C, [("nn.Dropout(0.5)", "nn.Dropout(0.6)")], ()),
+]
+
+
+@pytest.mark.parametrize("function,pairs,allowed", OFF_CATALOGUE,
+                         ids=[f"{f}-{i}" for i, (f, _, _) in enumerate(OFF_CATALOGUE)])
+def test_an_off_catalogue_mistake_is_never_given_a_wrong_cause(function, pairs, allowed):
+    student = mutate(function, *pairs)
+    with pytest.raises(CheckFailure) as info:
+        check(function)(student, hidden=True)
+    text = str(info.value)
+    causes = [line.split("Likely cause: ", 1)[1] for line in text.splitlines() if "Likely cause: " in line]
+    assert all(any(c.startswith(a) for a in allowed) for c in causes), text
+    if not causes:   # no cause: the generic description, with the exercise's own hint and section
+        assert cp.EXERCISES[function].hint in text and "See the notebook section" in text, text
+
+
+def test_step_before_backward_is_not_called_a_misplaced_zero_grad():
+    """The issue's example: step() before backward() leaves the weights as they were, as zero_grad() between
+    backward() and step() does; the order of the calls tells them apart."""
+    student = mutate(TR, ("        loss.backward()\n        optimizer.step()\n",
+                          "        optimizer.step()\n        loss.backward()\n"))
+    text = failure(TR, student)
+    cause = next(line for line in text.splitlines() if "Likely cause: " in line)
+    assert cause.endswith(loops.M_STEP_BEFORE_BACKWARD) and "zero_grad" not in cause, text
+    assert "batches whose loss.backward() came before their optimizer.step()" in text, text
+
+
+def test_a_mean_of_batch_means_fails_only_on_a_ragged_loader():
+    """Every batch full: the mean of the batch means is the mean per sample; a smaller last batch tells them apart
+    (the visible case 2 ends with a batch of 6)."""
+    pairs = [("loss.item() * labels.size(0)", "loss.item()"),
+             ("return running_loss / total,", "return running_loss / len(loader),")]
+    for name in (TR, "evaluate"):
+        text = failure(name, mutate(name, *pairs))
+        assert "Case 2 of 2" in text and "the last batch holds 6" in text, text
+        assert f"Likely cause: {loops.M_BATCH_MEAN}" in text, text
+
+
+def test_the_labels_reach_the_criterion_as_class_indices():
+    """One-hot float labels give the same cross-entropy, but break the stated rule."""
+    one_hot = ("        outputs = model(images)\n",
+               "        outputs = model(images)\n        labels = F.one_hot(labels, outputs.size(1)).double()\n")
+    text = failure(TR, mutate(TR, one_hot,
+                              ("(outputs.argmax(dim=1) == labels)", "(outputs.argmax(dim=1) == labels.argmax(dim=1))")))
+    assert "breaks a rule" in text and loops.LABELS_RULE in text and "float64" in text, text
+
+
+def test_evaluate_may_leave_the_model_in_eval_mode_or_restore_it(capsys):
+    """Section 5.2: the mode evaluate leaves is free; the parameters and running statistics are not."""
+    restoring = mutate("evaluate", ("    model.eval()\n", "    was_training = model.training\n    model.eval()\n"),
+                       ("    return running_loss / total, correct / total",
+                        "    model.train(was_training)\n    return running_loss / total, correct / total"))
+    check("evaluate")(restoring, hidden=True)
+    check("evaluate")(build("evaluate"), hidden=True)
+    assert capsys.readouterr().out.count("✓") == 2
+    probe = nn.Sequential(nn.Linear(2, 2), nn.Dropout(0.5))
+    loader = [(torch.zeros(3, 2), torch.zeros(3, dtype=torch.long))]
+    build("evaluate")(probe, loader, nn.CrossEntropyLoss(), torch.device("cpu"))
+    assert not probe.training   # the notebook's own solution leaves it in eval mode
+
+
+def test_topk_accuracy_may_not_change_its_inputs():
+    """Making the targets a column in place breaks the notebook's second call on the same labels."""
+    text = failure(K, mutate(K, ("targets.view(-1, 1).expand_as(pred)", "targets.unsqueeze_(1).expand_as(pred)")))
+    assert "breaks a rule" in text and topk.INPUTS_RULE in text and "targets was changed in place" in text, text
+
+
+def test_batchnorm_momentum_shows_only_after_a_train_mode_pass(capsys):
+    """The visible cases load running statistics; the hidden eval case follows one train-mode pass."""
+    for edit in ("nn.BatchNorm2d(32, momentum=0.01)", "nn.BatchNorm2d(32, momentum=None)"):
+        student = mutate(CB, ("nn.BatchNorm2d(32)", edit))
+        check(CB)(student)
+        assert "✓" in capsys.readouterr().out
+        text = failure(CB, student, hidden=True)
+        assert "one train-mode forward pass" in text and "Likely cause" not in text, text
+    # eps, unlike momentum, shows on the visible cases: the running variances are of order one, not 1e-5
+    text = failure(CB, mutate(CB, ("nn.BatchNorm2d(32)", "nn.BatchNorm2d(32, eps=1e-3)")))
+    assert "Likely cause" not in text and "Case 4 of 6" in text, text
+
+
+def test_split_leaves_the_global_generator_alone():
+    """A split that reseeds torch's global generator is reproducible, but not harmless."""
+    student = mutate("split_train_val", ("    generator = torch.Generator().manual_seed(seed)\n",
+                                         "    torch.manual_seed(seed)\n    generator = None\n"))
+    text = failure("split_train_val", student)
+    assert f"Likely cause: {data.M_SPLIT_GLOBAL_SEED}" in text and "global random generator" in text, text
 
 
 def test_every_catalogued_mistake_is_tested():
@@ -308,8 +457,8 @@ def test_the_setting_of_a_mistake_is_named():
 def test_brief_mistakes_are_catalogued():
     """The mistakes the assignment must reject, by name."""
     names = {m.name for e in cp.EXERCISES.values() for m in e.mistakes}
-    for key in ("activation on the final layer", "expand_as", "forgetting zero_grad", "model.eval() missing",
-                "torch.no_grad() missing"):
+    for key in ("activation on the final layer", "without being made a column", "forgetting zero_grad",
+                "model.eval() missing", "torch.no_grad() missing"):
         assert any(key in n for n in names), key
 
 
@@ -352,7 +501,14 @@ def test_notebook_cells_are_the_checked_ones():
     assert "USE_REAL_CIFAR100 = False" in code and "CIFAR100(root=DATA_ROOT, train=True, download=True" in code
 
 
-@pytest.mark.parametrize("sample", SAMPLES, ids=[s.student for s in SAMPLES])
+# The sample's expected diagnosis quotes code the mistake's name may no longer hold (contract clause i): the
+# name now reads "targets compared with the predictions without being made a column". Runs as xfail(strict=True):
+# once utils/instructor/samples/cnn_pipeline.py expects the new words, the test passes and the entry must go.
+SAMPLE_GAPS: dict[str, str] = {}   # sample -> why its diagnosis does not match yet (xfail, strict)
+
+
+@pytest.mark.parametrize("sample", [pytest.param(s, id=s.student, marks=[pytest.mark.xfail(
+    strict=True, reason=SAMPLE_GAPS[s.student])] if s.student in SAMPLE_GAPS else []) for s in SAMPLES])
 def test_sample_mistake_applies_and_is_diagnosed(sample):
     assert sample.student.startswith("cnn_pipeline_") and sample.notebook == "cnn_pipeline"
     student = mutate(sample.cell, *sample.replace, once=True)

@@ -12,7 +12,14 @@ d. the check (passing, hidden, under a secret, on a stub, diagnosing each mistak
    Python's and torch's global random generators and torch's thread count untouched, and a pass shows ✓;
 e. the release notebook's stub (a function, a class whose ``__init__`` raises NotImplementedError, a dict
    of answers left as None) gets "<function> is not implemented yet" and how to start;
-f. the registry and the notebooks agree: each notebook calls exactly the checks registered for it.
+f. the registry and the notebooks agree: each notebook calls exactly the checks registered for it;
+g. the exercise declares the input space its cases must cover (``Exercise.covers``), and some case covers
+   each declared property;
+h. a failure sends the student to a section of the notebook that exists (``Exercise.section``);
+i. no hint, mistake name or headline hands over the solution: none shares a run of code with the
+   instructor's solution cells;
+j. a mistake outside the catalogue (the whole result doubled) is rejected and described ("× 2"), or named
+   only by a catalogued mistake that gives that very output on every case.
 
 Registering an exercise (and calling its check from a test cell of its notebook) is all it takes to be
 covered. Where an exercise does not keep a clause yet, :data:`KNOWN_GAPS` says so, in one place.
@@ -22,6 +29,7 @@ from __future__ import annotations
 import functools
 import json
 import random
+import re
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +45,7 @@ from utils.checks.registry import exercise as find_exercise
 from utils.checks.seeding import grading_salt
 from utils.grading.trusted import checks_in
 from utils.instructor.course import REPO_ROOT
-from utils.instructor.solutions import NotebookSolutions
+from utils.instructor.solutions import NotebookSolutions, solution_region
 
 GRADING_SECRET = "a course secret of the contract test"
 
@@ -45,7 +53,8 @@ GRADING_SECRET = "a course secret of the contract test"
 # xfail(strict=True): once its owner fixes the exercise, the test passes and the entry must go.
 KNOWN_GAPS: dict[tuple[str, str], str] = {}
 
-CLAUSES = ("solution", "mistakes", "names", "distinct", "rng", "stub", "notebook")
+CLAUSES = ("solution", "mistakes", "names", "distinct", "rng", "stub", "notebook", "covers", "section", "hints",
+           "described")
 
 
 def registered(clause: str) -> list:
@@ -182,7 +191,13 @@ def diagnosis_problem(check_name: str, index: int, hidden: bool, secret: str) ->
         problems.append(f"diagnosed as {verdict.likely_cause or 'no known mistake'!r}")
     elif verdict.hint != mistake.hint:
         problems.append(f"shown the hint {verdict.hint!r}")
-    states = (exercise.tolerance.describe(), f"expected {expected_shape}")
+    states = (exercise.tolerance.describe(), f"expected {expected_shape}",
+              *([f"expected {expected_shape[0]}."] if len(expected_shape) == 1 else []),
+              *([f"expected {expected_shape[1:]}."] if len(expected_shape) > 1 else []))   # per part
+    if exercise.tolerance.exact:   # whole numbers: the expected value itself, no tolerance
+        states = ("expected ",)
+    if not exercise.reveal_expected:   # answers by hand: which one is wrong, never the right value
+        states = ("yours ", "Yours ")
     if not any(text in line for line in verdict.details for text in states):
         problems.append(f"the details {verdict.details} state neither the tolerance nor the expected shape")
     return "; ".join(problems)
@@ -325,3 +340,96 @@ def test_every_check_a_source_notebook_calls_is_registered_for_it():
             assert notebook_of(name) == notebook, f"{notebook}.ipynb calls {name}, registered for {notebook_of(name)}"
     assert called <= set(MODULE_OF_CHECK)
     assert len(called) >= 20
+
+
+# --------------------------------------------------------------------------- g. the input space is covered
+
+@pytest.mark.parametrize("check_name", registered("covers"))
+def test_the_cases_cover_the_declared_input_space(check_name):
+    exercise = find_exercise(check_name)
+    assert exercise.covers, f"{exercise.function} declares no input space (Exercise.covers)"
+    cases, _ = case_memos(check_name, True, GRADING_SECRET)
+    uncovered = [name for name, holds in exercise.covers.items() if not any(holds(case) for case in cases)]
+    assert not uncovered, f"{exercise.function}: no case covers {uncovered}"
+
+
+# --------------------------------------------------------------------------- h. the section exists
+
+def headings(notebook: str) -> list[str]:
+    nb = json.loads(source_path(notebook).read_text())
+    return [line.lstrip("#").strip() for cell in nb["cells"] if cell["cell_type"] == "markdown"
+            for line in "".join(cell["source"]).splitlines() if line.startswith("#")]
+
+
+@pytest.mark.parametrize("check_name", registered("section"))
+def test_a_failure_points_to_a_section_of_the_notebook(check_name):
+    exercise = find_exercise(check_name)
+    assert exercise.section, f"{exercise.function} names no notebook section (Exercise.section)"
+    found = [h for h in headings(notebook_of(check_name)) if exercise.section in h]
+    assert len(found) == 1, f"{exercise.function}: section {exercise.section!r} is in {len(found)} headings " \
+                            f"of {notebook_of(check_name)}.ipynb, expected exactly one"
+
+
+# --------------------------------------------------------------------------- i. hints do not give the code away
+
+CODE_TOKEN = re.compile(r"[A-Za-z_][A-Za-z_0-9]*|\d+(?:\.\d+)?|\S")
+LEAK_TOKENS = 7   # a run this long shared with the solution (with an operator in it) is code, not a hint
+
+
+def code_runs(code: str, n: int) -> set[tuple[str, ...]]:
+    tokens = CODE_TOKEN.findall(code)
+    return {tuple(tokens[i:i + n]) for i in range(len(tokens) - n + 1)}
+
+
+def leaked_code(text: str, runs: set[tuple[str, ...]], n: int = LEAK_TOKENS) -> str:
+    """The first run of ``n`` tokens of ``text`` that is also in the solution and holds an operator ('' if none):
+    dotted names alone ("torch.nn.functional.conv2d") are vocabulary, not code."""
+    tokens = CODE_TOKEN.findall(text)
+    for i in range(len(tokens) - n + 1):
+        run = tuple(tokens[i:i + n])
+        if run in runs and any(t in "=+-*/@([" for t in run):
+            return " ".join(run)
+    return ""
+
+
+@functools.cache
+def solution_code_runs(notebook: str) -> frozenset:
+    runs = set()
+    for source in NotebookSolutions(source_path(notebook)).sources.values():
+        runs |= code_runs(solution_region(source), LEAK_TOKENS)
+    return frozenset(runs)
+
+
+@pytest.mark.parametrize("check_name", registered("hints"))
+def test_no_hint_hands_over_the_solution_code(check_name):
+    exercise = find_exercise(check_name)
+    runs = solution_code_runs(notebook_of(check_name))
+    texts = {"the exercise's hint": exercise.hint, "its reference name": exercise.reference_name,
+             **{f"the hint for {name}": hint for name, hint in exercise.exception_hints.items()}}
+    for mistake in exercise.mistakes:
+        texts[f"mistake {mistake.name!r}"] = mistake.name
+        texts[f"the hint of {mistake.name!r}"] = mistake.hint
+    leaks = {where: code for where, text in texts.items() if (code := leaked_code(text, runs))}
+    assert not leaks, f"{exercise.function}: the solution's code is in " + "; ".join(
+        f"{where}: {code!r}" for where, code in leaks.items())
+
+
+# --------------------------------------------------------------------------- j. an unknown mistake is described
+
+@pytest.mark.parametrize("check_name", registered("described"))
+def test_a_mistake_outside_the_catalogue_is_described_not_misnamed(check_name):
+    exercise = find_exercise(check_name)
+    cases, memos = case_memos(check_name, True, GRADING_SECRET)
+    with grading_salt(GRADING_SECRET):
+        doubled = [2 * np.asarray(memo.reference(), dtype=np.float64) for memo in memos]
+        verdict = evaluate(exercise, cases, lambda number, case, label: Produced(value=doubled[number]), memos)
+        assert isinstance(verdict, Report), f"{exercise.function}: twice the reference passes every case"
+        if verdict.likely_cause:
+            index = next(i for i, m in enumerate(exercise.mistakes) if m.name == verdict.likely_cause)
+            for number, memo in enumerate(memos):
+                wrong = mistake_array(memo, index)
+                assert wrong is None or agrees(doubled[number], wrong, exercise.tolerance), \
+                    f"{exercise.function}: named {verdict.likely_cause!r}, which does not give case {number + 1}"
+        elif exercise.reveal_expected:
+            assert any("× 2" in line for line in verdict.pattern), \
+                f"{exercise.function}: the doubled result is not described as such:\n{verdict.text()}"

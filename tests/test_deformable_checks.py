@@ -40,6 +40,7 @@ from deformable_students import (
     bilinear_seed,
     bilinear_swapped_arguments,
     bilinear_wrap,
+    conv_output_size_float32,
     conv_output_size_seed,
     deform_float32,
     deform_mask_ignored,
@@ -53,6 +54,7 @@ from deformable_students import (
     positions_vectorized,
     size_no_dilation,
     size_padding_once,
+    size_true_division,
 )
 
 import utils.deformable_conv as D
@@ -136,7 +138,9 @@ def assert_diagnosis(text, check_name, mistake, hidden, salt=""):
     assert f"\n  Case {number} of {total}: {case.description}\n" in text, text
     assert f"\n  Likely cause: {mistake.name}\n" in text, text
     assert f"\n  Hint: {mistake.hint}" in text, text
-    if "Shape: yours" in text:  # a size mistake: the shapes are reported instead of values
+    if exercise.tolerance.exact:   # whole numbers: yours and the expected value, no tolerance
+        assert "First difference at " in text and "expected " in text and "allowed" not in text, text
+    elif "Shape: yours" in text:  # a size mistake: the shapes are reported instead of values
         expected = np.shape(exercise.reference(case.inputs))
         assert f"expected {expected}." in text, text
     else:
@@ -148,7 +152,8 @@ def student_returning(check_name, mistake):
     """A student whose function returns exactly ``mistake.compute`` of the inputs it is given."""
     if check_name == "conv_output_size":
         def fn(size, kernel_size, stride=1, padding=0, dilation=1):
-            return mistake.compute({"settings": [(size, kernel_size, stride, padding, dilation)]})[0]
+            value = mistake.compute({"settings": [(size, kernel_size, stride, padding, dilation)]})[0]
+            return int(value) if value == int(value) else value   # a size is an int (section 1)
     elif check_name == "bilinear_interpolate":
         def fn(a_l, q_y, q_x):
             return mistake.compute({"a_l": a_l, "points": np.array([[q_y, q_x]])})[0]
@@ -226,14 +231,28 @@ def line_of(fn, marker):
 
 @pytest.mark.parametrize("check_name, fn, hidden, salt", salted(
     [pytest.param(c, f, h, id=f"{f.__name__}-{'hidden' if h else 'visible'}")
-     for c, fns in CORRECT.items() for f in fns for h in (False, True)]))
+     for c, fns in CORRECT.items() for f in fns for h in (False, True) if f is not conv_output_size_float32]))
 def test_correct_alternative_passes(check_name, fn, hidden, salt, capsys):
     with grading_salt(salt):
         assert CHECKS[check_name](fn, hidden=hidden) is None
     printed = capsys.readouterr().out
     n_cases = len(EX[check_name].make_cases(hidden))
     assert printed.startswith(f"✓ {check_name} matches {EX[check_name].reference_name} on all {n_cases} cases")
-    assert f"allowed {EX[check_name].tolerance.describe()}" in printed
+    tolerance = EX[check_name].tolerance
+    assert ("(exactly)" if tolerance.exact else f"allowed {tolerance.describe()}") in printed
+
+
+def test_a_size_that_is_not_an_int_breaks_the_rule():
+    """Section 1 asks for an int (np.zeros((N, C, H_out, W_out)) needs one): a whole-number float is rejected
+    as such; a fractional one goes on to the comparison, which names true division."""
+    text = failure_text("conv_output_size", conv_output_size_float32)
+    assert "breaks a rule of the exercise" in text and "Rule: conv_output_size returns an int" in text, text
+    assert "Seen: conv_output_size(5, 3) returned 3.0, a float32." in text, text
+    text = failure_text("conv_output_size", lambda size, k, stride=1, padding=0, dilation=1:
+                        float((size + 2 * padding - dilation * (k - 1) - 1) // stride + 1))
+    assert "returned 3.0, a float." in text, text
+    text = failure_text("conv_output_size", size_true_division)
+    assert "Likely cause: you used true division `/`" in text, text
 
 
 def conv_output_size_torch(size, kernel_size, stride=1, padding=0, dilation=1):
@@ -433,10 +452,14 @@ def test_wrong_shape_is_reported_with_both_shapes(check_name, fn):
     text = failure_text(check_name, fn)
     case = EX[check_name].make_cases(False)[0]
     expected = np.shape(EX[check_name].reference(case.inputs))
+    assert f"Case 1 of {len(EX[check_name].make_cases(False))}: {case.description}" in text
+    if check_name == "sampling_positions":   # two results: each one's shape, never their stack's
+        assert "breaks a rule of the exercise" in text and "Rule: " + D.deform_conv2d.SHAPE_RULE in text, text
+        assert f"Seen: p_y has shape {fn(case.inputs['delta'], (2, 2))[0].shape}, expected {expected[1:]}." in text
+        return
     actual = np.shape(EX[check_name].call(fn, copy.deepcopy(case.inputs)))
     assert actual != expected
     assert f"Shape: yours {actual}, expected {expected}." in text, text
-    assert f"Case 1 of {len(EX[check_name].make_cases(False))}: {case.description}" in text
 
 
 def test_positions_returning_one_array_of_wrong_shape():
@@ -473,6 +496,7 @@ def test_passing_something_else_than_a_function():
 def test_deform_conv2d_numpy_equals_torchvision_on_every_case(exercise_name):
     for case in EX[exercise_name].make_cases(True):
         inputs = case.inputs
+        inputs = {k: v for k, v in inputs.items() if k != "defaults"}
         expected = C.torchvision_deform_conv2d(**inputs)
         ours = C.deform_conv2d_numpy(**inputs, rule="correct")
         assert ours.shape == expected.shape
@@ -592,12 +616,35 @@ def positions_then_vandalize(delta, kernel_size, stride=1, padding=0, dilation=1
     return p_y, p_x
 
 
-def test_a_student_mutating_inputs_cannot_change_the_reference(capsys):
-    D.check_deform_conv2d(deform_then_vandalize)
-    D.check_deform_conv2d(deform_then_vandalize, hidden=True)
-    D.check_sampling_positions(positions_then_vandalize, hidden=True)
-    text = failure_text("deform_conv2d", deform_mask_ignored_then_vandalize)
-    assert_diagnosis(text, "deform_conv2d", catalogue_mistake("deform_conv2d", "mask is ignored"), False)
+def bilinear_then_vandalize(a_l, q_y, q_x):
+    value = bilinear_seed(a_l, q_y, q_x)
+    a_l[0, 0] += 1.0   # a "scratch" write into the caller's image
+    return value
+
+
+@pytest.mark.parametrize("check_name, fn, seen", [
+    ("deform_conv2d", deform_then_vandalize, "a_l was changed in place"),
+    ("deform_conv2d", deform_mask_ignored_then_vandalize, "a_l was changed in place"),
+    ("sampling_positions", positions_then_vandalize, "delta was changed in place"),
+    ("bilinear_interpolate", bilinear_then_vandalize, "a_l was changed in place"),
+])
+def test_a_student_modifying_inputs_breaks_the_notebooks_rule(check_name, fn, seen):
+    """The notebook's introduction forbids modifying the arrays a function is given: the check says so (and a
+    modified array can never change the reference: each case's inputs are copies)."""
+    text = failure_text(check_name, fn)
+    assert f"✗ {check_name} breaks a rule of the exercise" in text, text
+    assert "must not modify the arrays they are given" in text and f"Seen: {seen}." in text, text
+    assert "\n  Case " in text
+
+
+def test_a_copy_then_modified_is_fine(capsys):
+    def bilinear_on_a_copy(a_l, q_y, q_x):
+        image = a_l.copy()
+        image[image == 0] = 0.0   # writes into its own copy only
+        return bilinear_seed(image, q_y, q_x)
+
+    D.check_bilinear_interpolate(bilinear_on_a_copy, hidden=True)
+    assert capsys.readouterr().out.startswith("✓ bilinear_interpolate")
 
 
 # =============================================================================================
@@ -660,9 +707,12 @@ def test_deform_case_descriptions_match_their_inputs(exercise_name, salt):
         i = case.inputs
         N, C_in, H, W = i["a_l"].shape
         C_out, _, K_h, K_w = i["weight"].shape
+        settings = ("stride, padding and dilation left at their defaults (not passed)" if i["defaults"] else
+                    f"stride={i['stride']}, padding={i['padding']}, dilation={i['dilation']}")
         assert case.description.startswith(
-            f"N={N}, C_in={C_in}, C_out={C_out}, {H}×{W} input, {K_h}×{K_w} kernel, stride={i['stride']}, "
-            f"padding={i['padding']}, dilation={i['dilation']}, "), case.description
+            f"N={N}, C_in={C_in}, C_out={C_out}, {H}×{W} input, {K_h}×{K_w} kernel, {settings}, "), case.description
+        if i["defaults"]:
+            assert (i["stride"], i["padding"], i["dilation"]) == (1, 0, 1)
         H_out = conv_output_size_seed(H, K_h, i["stride"], i["padding"], i["dilation"])
         W_out = conv_output_size_seed(W, K_w, i["stride"], i["padding"], i["dilation"])
         assert i["delta"].shape == (N, 2 * K_h * K_w, H_out, W_out)
@@ -712,7 +762,9 @@ def test_visible_bilinear_cases_contain_what_they_promise(salt):
 
 
 def test_output_size_cases_cover_stride_padding_dilation():
-    settings = np.array(EX["conv_output_size"].make_cases(False)[0].inputs["settings"])
+    given = EX["conv_output_size"].make_cases(False)[0].inputs["settings"]
+    assert any(len(s) == 2 for s in given), "a call that leaves stride, padding and dilation at their defaults"
+    settings = np.array([D.conv_output_size.full_setting(s) for s in given])
     size, kernel, stride, padding, dilation = settings.T
     assert np.any(stride >= 2) and np.any(padding >= 1) and np.any(dilation >= 2)
     assert np.any((stride >= 2) & (padding >= 1) & (dilation >= 2))
@@ -731,3 +783,133 @@ def test_sample_mistake_applies_and_is_diagnosed(sample):
     text = failure_text(sample.cell, namespace[sample.cell])
     assert sample.diagnosis in text, text
     assert "Likely cause: " in text
+
+
+# =============================================================================================
+# Issue 15: declared input space, rules, and no wrong cause for mistakes outside the catalogue
+# =============================================================================================
+
+def size_default_stride_2(size, kernel_size, stride=2, padding=0, dilation=1):
+    return conv_output_size_seed(size, kernel_size, stride, padding, dilation)
+
+
+def size_ceil_division(size, kernel_size, stride=1, padding=0, dilation=1):
+    return -(-(size + 2 * padding - dilation * (kernel_size - 1) - 1) // stride) + 1
+
+
+def bilinear_row_0_outside(a_l, q_y, q_x):
+    """Bounds written 0 < y instead of 0 <= y: row 0 counts as outside."""
+    H, W = a_l.shape
+    y0, x0 = int(np.floor(q_y)), int(np.floor(q_x))
+
+    def pixel(y, x):
+        return a_l[y, x] if 0 < y < H and 0 <= x < W else 0.0
+    dy, dx = q_y - y0, q_x - x0
+    top = pixel(y0, x0) * (1 - dx) + pixel(y0, x0 + 1) * dx
+    bottom = pixel(y0 + 1, x0) * (1 - dx) + pixel(y0 + 1, x0 + 1) * dx
+    return float(top * (1 - dy) + bottom * dy)
+
+
+def bilinear_round_corner(a_l, q_y, q_x):
+    """round() for the first corner instead of floor."""
+    H, W = a_l.shape
+    y0, x0 = int(round(q_y)), int(round(q_x))
+
+    def pixel(y, x):
+        return a_l[y, x] if 0 <= y < H and 0 <= x < W else 0.0
+    dy, dx = q_y - y0, q_x - x0
+    top = pixel(y0, x0) * (1 - dx) + pixel(y0, x0 + 1) * dx
+    bottom = pixel(y0 + 1, x0) * (1 - dx) + pixel(y0 + 1, x0 + 1) * dx
+    return float(top * (1 - dy) + bottom * dy)
+
+
+def positions_taps_column_by_column(delta, kernel_size, stride=1, padding=0, dilation=1):
+    """Tap k numbered column by column (k = kw·K_h + kh) when reading delta."""
+    N, _, H_out, W_out = delta.shape
+    K_h, K_w = kernel_size
+    p_y = np.zeros((N, K_h * K_w, H_out, W_out))
+    p_x = np.zeros_like(p_y)
+    for kh in range(K_h):
+        for kw in range(K_w):
+            k = kw * K_h + kh
+            p_y[:, kh * K_w + kw] = np.arange(H_out)[:, None] * stride - padding + kh * dilation + delta[:, 2 * k]
+            p_x[:, kh * K_w + kw] = np.arange(W_out)[None, :] * stride - padding + kw * dilation + delta[:, 2 * k + 1]
+    return p_y, p_x
+
+
+def positions_stride_for_dilation(delta, kernel_size, stride=1, padding=0, dilation=1):
+    return positions_seed(delta, kernel_size, dilation, padding, stride)
+
+
+def positions_padding_added(delta, kernel_size, stride=1, padding=0, dilation=1):
+    p_y, p_x = positions_seed(delta, kernel_size, stride, 0, dilation)
+    return p_y + padding, p_x + padding
+
+
+def deform_first_input_channel_only(a_l, delta, mask, weight, stride=1, padding=0, dilation=1):
+    return deform_seed(a_l[:, :1], delta, mask, weight[:, :1], stride, padding, dilation)
+
+
+def deform_true_convolution(a_l, delta, mask, weight, stride=1, padding=0, dilation=1):
+    """The kernel flipped (a mathematician's convolution, not cross-correlation)."""
+    return deform_seed(a_l, delta, mask, weight[:, :, ::-1, ::-1], stride, padding, dilation)
+
+
+def deform_mask_taps_column_by_column(a_l, delta, mask, weight, stride=1, padding=0, dilation=1):
+    K_h, K_w = weight.shape[2:]
+    N, K, H_out, W_out = mask.shape
+    swapped = mask.reshape(N, K_w, K_h, H_out, W_out).transpose(0, 2, 1, 3, 4).reshape(N, K, H_out, W_out)
+    return deform_seed(a_l, delta, swapped, weight, stride, padding, dilation)
+
+
+def deform_default_padding_1(a_l, delta, mask, weight, stride=1, padding=1, dilation=1):
+    return deform_seed(a_l, delta, mask, weight, stride, padding, dilation)
+
+
+OFF_CATALOGUE = [
+    ("conv_output_size", size_default_stride_2, "First difference at conv_output_size(5, 3): yours 2, expected 3."),
+    ("conv_output_size", size_ceil_division, "conv_output_size(6, 2, 2, 1, 2): yours 4, expected 3."),
+    ("bilinear_interpolate", bilinear_row_0_outside, "Case 1 of"),
+    ("bilinear_interpolate", bilinear_round_corner, "query (q_y=0.25, q_x=0.75)"),
+    ("sampling_positions", positions_taps_column_by_column, "In p_y: at 6 of 9 tap k indices."),
+    ("sampling_positions", positions_stride_for_dilation, "stride=2, padding=2, dilation=1"),
+    ("sampling_positions", positions_padding_added, "In p_y: yours = expected +2: a constant offset."),
+    ("deform_conv2d", deform_first_input_channel_only, "C_in=2"),
+    ("deform_conv2d", deform_true_convolution, "Every value has the wrong sign (yours = −expected)."),
+    ("deform_conv2d", deform_mask_taps_column_by_column, "random mask"),
+    ("deform_conv2d", deform_default_padding_1, "left at their defaults (not passed)"),
+]
+
+
+@pytest.mark.parametrize("check_name, fn, words", OFF_CATALOGUE, ids=[f.__name__ for _, f, _ in OFF_CATALOGUE])
+def test_an_off_catalogue_mistake_is_caught_visibly_and_given_no_wrong_cause(check_name, fn, words):
+    text = failure_text(check_name, fn)   # the visible cases catch it: the student sees it before grading
+    assert words in text, text
+    assert "Likely cause" not in text, text
+    assert f"See the notebook section “{EX[check_name].section}”." in text
+
+
+def test_a_positions_shape_is_reported_per_part():
+    def sampling_positions(delta, kernel_size, stride=1, padding=0, dilation=1):
+        p_y, p_x = positions_vectorized(delta, kernel_size, stride, padding, dilation)
+        return p_y, p_x[:, :, :-1]
+    text = failure_text("sampling_positions", sampling_positions)
+    assert "Seen: p_x has shape (1, 4, 2, 3), expected (1, 4, 3, 3)." in text, text
+
+
+@pytest.mark.parametrize("check_name", list(CHECKS))
+def test_no_hint_states_the_sampling_formula_or_code(check_name):
+    """Beyond the contract's 7-token rule: neither the sampling formula nor the output-size formula nor code."""
+    exercise = EX[check_name]
+    texts = [exercise.hint, exercise.reference_name, *exercise.exception_hints.values(),
+             *(m.name for m in exercise.mistakes), *(m.hint for m in exercise.mistakes)]
+    for text in texts:
+        for formula in ("h_out·stride − padding", "stride − padding +", "kh·dilation + Δ", "− 1) // stride",
+                        "delta[n, 2", "* m_k * sample", "weight[c_out, c_in", "np.floor", "0 <= y < H"):
+            assert formula not in text, f"{check_name}: {text!r} holds {formula!r}"
+
+
+def test_the_hidden_zero_mask_case_has_taps_switched_off():
+    zeros = [c for c in EX["deform_conv2d"].make_cases(True) if "some zeros" in c.description]
+    assert len(zeros) == 1 and np.any(zeros[0].inputs["mask"] == 0)
+    assert np.any((zeros[0].inputs["mask"] > 0) & (zeros[0].inputs["mask"] < 1))

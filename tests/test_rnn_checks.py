@@ -1,5 +1,7 @@
 """Tests for the checks in utils/rnn/: every check accepts correct variants, names each catalogued mistake,
-reports stubs as not implemented, leaves the global RNGs alone; the sample mistakes apply."""
+reports stubs as not implemented, leaves the global RNGs alone; the rules the notebook states are enforced, the
+cases added for them can fail, and mistakes outside the catalogue are described, never misnamed; the sample
+mistakes apply."""
 from __future__ import annotations
 
 import math
@@ -69,9 +71,10 @@ def test_sequence_variants_pass():
 
 
 def test_init_variants_pass():
-    def with_parameters(V, H):
+    def with_parameters(V, H, scale=0.1):
         shapes = {"W_xh": (H, V), "W_hh": (H, H), "b_xh": (H,), "b_hh": (H,), "W_hy": (V, H), "b_y": (V,)}
-        return {k: nn.Parameter(torch.randn(*s, dtype=torch.float64) * 0.1) for k, s in shapes.items()}
+        return {k: nn.Parameter(torch.randn(*s, dtype=torch.float64) * scale if k.startswith("W") else
+                                torch.zeros(*s)) for k, s in shapes.items()}
 
     R.check_init_rnn_params(with_parameters, hidden=True)
 
@@ -120,12 +123,12 @@ def test_gradient_variants_pass(sol):
         grads = torch.autograd.grad(loss, list(params.values()))
         return dict(zip(params, grads, strict=True))
 
-    def with_backward(params, inputs, targets, h0, forward, loss_fn):
-        loss_fn(forward(params, inputs, h0)[0], targets).backward()
-        return {k: p.grad for k, p in params.items()}
+    def with_create_graph(params, inputs, targets, h0, forward, loss_fn):
+        loss = loss_fn(forward(params, inputs, h0)[0], targets)
+        return {k: torch.autograd.grad(loss, p, retain_graph=True, create_graph=True)[0] for k, p in params.items()}
 
     R.check_rnn_gradients(all_at_once, hidden=True)
-    R.check_rnn_gradients(with_backward, hidden=True)
+    R.check_rnn_gradients(with_create_graph, hidden=True)
 
 
 def _cell_by_slices(x, h, c, W_ih, W_hh, b_ih, b_hh, dtype=None):
@@ -195,8 +198,7 @@ def test_gradient_norm_variants_pass():
 
 def _vocab(kind):
     def build_vocab(text):
-        chars = {"unsorted": list(dict.fromkeys(text)), "reverse": sorted(set(text), reverse=True),
-                 "duplicates": sorted(text)}.get(kind, sorted(set(text)))
+        chars = sorted(text) if kind == "duplicates" else sorted(set(text))
         char2idx = {c: i for i, c in enumerate(chars)}
         if kind == "positions":
             char2idx = {c: i for i, c in enumerate(text)}
@@ -207,9 +209,8 @@ def _vocab(kind):
     return build_vocab
 
 
-@pytest.mark.parametrize("kind, keyword", [("unsorted", "not sorted"), ("reverse", "reverse order"),
-                                           ("duplicates", "duplicates kept"), ("positions", "positions"),
-                                           ("start_one", "indices start at 1")])
+@pytest.mark.parametrize("kind, keyword", [("duplicates", "listed several times"),
+                                           ("positions", "position in the text"), ("start_one", "indices start at 1")])
 def test_vocab_mistakes(kind, keyword):
     _fails_with("build_vocab", _vocab(kind), _mistake_name("build_vocab", keyword))
 
@@ -217,38 +218,45 @@ def test_vocab_mistakes(kind, keyword):
 def _sequences(kind):
     def make_sequences(text, char2idx):
         V = len(char2idx)
-        src, dst = {"swapped": (text[1:], text[:-1]), "no_shift": (text[:-1], text[:-1]),
-                    "full": (text, text)}.get(kind, (text[:-1], text[1:]))
+        src, dst = {"swapped": (text[1:], text[:-1]),
+                    "no_shift": (text[:-1], text[:-1])}.get(kind, (text[:-1], text[1:]))
+        index = {c: i for i, c in enumerate(sorted(set(text)))} if kind == "own_vocabulary" else char2idx
         shift = 1 if kind == "index_plus_one" else 0
         rows = []
         for ch in src:
             vec = torch.zeros(V)
-            if char2idx[ch] + shift < V:
-                vec[char2idx[ch] + shift] = 1.0
+            if index[ch] + shift < V:
+                vec[index[ch] + shift] = 1.0
             rows.append(vec)
-        return torch.stack(rows), torch.tensor([char2idx[c] for c in dst])
+        return torch.stack(rows), torch.tensor([index[c] for c in dst])
     return make_sequences
 
 
 @pytest.mark.parametrize("kind, keyword", [("swapped", "swapped"), ("no_shift", "not shifted"),
-                                           ("full", "whole text"), ("index_plus_one", "one place too far")])
+                                           ("index_plus_one", "one place too far"),
+                                           ("own_vocabulary", "vocabulary rebuilt from the text")])
 def test_sequence_mistakes(kind, keyword):
     _fails_with("make_sequences", _sequences(kind), _mistake_name("make_sequences", keyword))
 
 
 def _init(kind):
-    def init_rnn_params(V, H):
+    def init_rnn_params(V, H, scale=0.1):
         shapes = {"W_xh": (V, H) if kind in ("xh", "both") else (H, V), "W_hh": (H, H), "b_xh": (H,),
                   "b_hh": (H,), "W_hy": (H, V) if kind in ("hy", "both") else (V, H), "b_y": (V,)}
+        scale = 0.1 if kind == "fixed_scale" else scale
+
+        def make(name, shape):
+            return torch.randn(*shape) if name.startswith("W") else torch.zeros(*shape)
         if kind == "non_leaf":
-            return {k: torch.randn(*s, requires_grad=True) * 0.1 for k, s in shapes.items()}
-        return {k: torch.randn(*s).requires_grad_(kind != "no_grad") for k, s in shapes.items()}
+            return {k: make(k, s).requires_grad_() * scale for k, s in shapes.items()}
+        return {k: (make(k, s) * scale).requires_grad_(kind != "no_grad") for k, s in shapes.items()}
     return init_rnn_params
 
 
-@pytest.mark.parametrize("kind, keyword", [("xh", "transposed W_xh:"), ("hy", "transposed W_hy:"),
-                                           ("both", "transposed W_xh and W_hy"), ("non_leaf", "not leaf"),
-                                           ("no_grad", "requires_grad is missing")])
+@pytest.mark.parametrize("kind, keyword", [("xh", "W_xh is transposed"), ("hy", "W_hy is transposed"),
+                                           ("both", "both transposed"), ("non_leaf", "not leaf"),
+                                           ("no_grad", "requires_grad is missing"),
+                                           ("fixed_scale", "scale argument is ignored")])
 def test_init_mistakes(kind, keyword):
     _fails_with("init_rnn_params", _init(kind), _mistake_name("init_rnn_params", keyword))
 
@@ -261,19 +269,23 @@ def _forward(kind):
         for t in range(inputs.shape[0]):
             if kind == "reset_h":
                 h = torch.zeros_like(h0)
+            if kind == "reset_to_h0":
+                h = h0
             a = W_xh @ inputs[t] + (h @ W_hh if kind == "transpose_hh" else W_hh @ h)
             a = a + (0 if kind in ("no_bxh", "no_bias") else b_xh) + (0 if kind in ("no_bhh", "no_bias") else b_hh)
-            h = torch.relu(a) if kind == "relu" else torch.tanh(a)
-            s = W_hy @ h + b_y
+            h_new = torch.relu(a) if kind == "relu" else torch.tanh(a)
+            s = W_hy @ (h if kind == "read_prev" else h_new) + b_y
+            h = h_new
             logits.append(torch.tanh(s) if kind == "tanh_out" else s)
         return torch.stack(logits), (h0 if kind == "return_h0" else h)
     return rnn_forward
 
 
 @pytest.mark.parametrize("kind, keyword", [
-    ("transpose_hh", "W_hh is transposed"), ("no_bxh", "b_xh is not added"), ("no_bhh", "b_hh is not added"),
-    ("no_bias", "neither b_xh nor b_hh"), ("tanh_out", "tanh on the output"), ("reset_h", "h reset inside"),
-    ("ignore_h0", "h0 is ignored"), ("return_h0", "the returned h_T is the initial state"), ("relu", "ReLU")])
+    ("transpose_hh", "W_hh is applied transposed"), ("no_bxh", "b_xh is not added"), ("no_bhh", "b_hh is not added"),
+    ("no_bias", "neither b_xh nor b_hh"), ("tanh_out", "tanh on the output"), ("reset_h", "reset to zeros"),
+    ("reset_to_h0", "starts again from h0"), ("ignore_h0", "h0 is ignored"),
+    ("return_h0", "the returned h_T is the initial state"), ("relu", "ReLU"), ("read_prev", "before the update")])
 def test_forward_mistakes(kind, keyword):
     _fails_with("rnn_forward", _forward(kind), _mistake_name("rnn_forward", keyword))
 
@@ -309,22 +321,20 @@ def test_loss_mistakes(kind, keyword):
 
 def _gradients(kind):
     def rnn_gradients(params, inputs, targets, h0, forward, loss_fn):
-        logits, _ = forward(params, inputs, h0)
+        logits, _ = forward(params, inputs, torch.zeros_like(h0) if kind == "zeros" else h0)
         if kind == "sum":
             loss = F.cross_entropy(logits, targets, reduction="sum")
+        elif kind == "double":   # the loss written out twice
+            loss = loss_fn(logits, targets) + loss_fn(logits, targets)
         else:
             loss = loss_fn(logits, targets)
-        if kind == "double":
-            loss.backward(retain_graph=True)
-            loss.backward()
-            return {k: p.grad for k, p in params.items()}
         grads = {k: torch.autograd.grad(loss, p, retain_graph=True)[0] for k, p in params.items()}
         return {k: -g for k, g in grads.items()} if kind == "negative" else grads
     return rnn_gradients
 
 
-@pytest.mark.parametrize("kind, keyword", [("double", "doubled"), ("negative", "wrong sign"),
-                                           ("sum", "T times too large")])
+@pytest.mark.parametrize("kind, keyword", [("double", "twice the expected"), ("negative", "wrong sign"),
+                                           ("sum", "T times too large"), ("zeros", "started from zeros")])
 def test_gradient_mistakes(kind, keyword):
     _fails_with("rnn_gradients", _gradients(kind), _mistake_name("rnn_gradients", keyword))
 
@@ -348,7 +358,7 @@ def test_perplexity_mistakes(student, keyword):
 
 def _cell(kind):
     def lstm_cell(x, h, c, W_ih, W_hh, b_ih, b_hh):
-        gates = x @ W_ih.T + b_ih + h @ W_hh.T + (0 if kind == "no_bhh" else b_hh)
+        gates = x @ W_ih.T + (0 if kind == "no_bih" else b_ih) + h @ W_hh.T + (0 if kind == "no_bhh" else b_hh)
         blocks = gates.chunk(4, dim=-1)
         order = {"figo": "figo", "ifog": "ifog", "iofg": "iofg"}.get(kind, "ifgo")
         z = dict(zip(order, blocks, strict=True))
@@ -361,8 +371,8 @@ def _cell(kind):
 
 @pytest.mark.parametrize("kind, keyword", [
     ("figo", "as f, i, g, o"), ("ifog", "as i, f, o, g"), ("iofg", "as i, o, f, g"),
-    ("g_sigmoid", "sigmoid on the candidate"), ("no_tanh", "tanh is missing"), ("no_forget", "c_t = i ⊙ g"),
-    ("no_bhh", "b_hh is not added")])
+    ("g_sigmoid", "sigmoid on the candidate"), ("no_tanh", "tanh is missing"), ("no_forget", "old cell state"),
+    ("no_bhh", "b_hh is not added"), ("no_bih", "b_ih is not added")])
 def test_lstm_cell_mistakes(kind, keyword):
     message = _fails_with("lstm_cell", _cell(kind), _mistake_name("lstm_cell", keyword))
     if kind in ("figo", "ifog", "iofg"):
@@ -372,14 +382,18 @@ def test_lstm_cell_mistakes(kind, keyword):
 def _stack(kind):
     def lstm_forward(x, layers, h0, c0, cell):
         seq, h_n, c_n = x, [], []
+        h, c = h0[0], c0[0]
         for layer, weights in enumerate(layers):
             s = 0 if kind == "shared_state" else layer
-            h, c = h0[s], c0[s]
+            if not (kind == "chained" and layer > 0):
+                h, c = h0[s], c0[s]
             source = x if kind == "read_x" else seq
             outs = []
             for t in range(source.shape[1]):
                 if kind == "reset_h":
                     h = torch.zeros_like(h0[layer])
+                if kind == "reset_to_h0":
+                    h = h0[layer]
                 if kind == "no_carry":
                     h, _ = cell(source[:, t], h, c, *weights)
                 else:
@@ -388,13 +402,18 @@ def _stack(kind):
             seq = torch.stack(outs, 1)
             h_n.append(h)
             c_n.append(c)
+        if kind == "top_only":   # the single-layer habit: the final state is the last output
+            return seq, (seq[:, -1].expand(len(layers), -1, -1), c.expand(len(layers), -1, -1))
         return seq, (torch.stack(h_n), torch.stack(c_n))
     return lstm_forward
 
 
-@pytest.mark.parametrize("kind, keyword", [("no_carry", "cell state not carried"), ("reset_h", "h reset inside"),
+@pytest.mark.parametrize("kind, keyword", [("no_carry", "cell state not carried"), ("reset_h", "h is reset to zeros"),
+                                           ("reset_to_h0", "starts again from h0[l]"),
                                            ("read_x", "every layer reads the input"),
-                                           ("shared_state", "layer 0's initial state")])
+                                           ("shared_state", "layer 0's initial state"),
+                                           ("chained", "final state of layer l − 1"),
+                                           ("top_only", "repeat the top layer's final state")])
 def test_lstm_forward_mistakes(kind, keyword):
     _fails_with("lstm_forward", _stack(kind), _mistake_name("lstm_forward", keyword))
 
@@ -407,14 +426,15 @@ def _model(kind):
             self.fc = nn.Linear(hidden_size, output_size)
 
         def forward(self, x):
-            out, (h_n, _) = self.lstm(x)
-            last = {"first": out[:, 0], "mean": out.mean(1), "h0": h_n[0]}.get(kind, out[:, -1])
+            out, (h_n, c_n) = self.lstm(x)
+            last = {"first": out[:, 0], "mean": out.mean(1), "h0": h_n[0], "c_n": c_n[-1]}.get(kind, out[:, -1])
             return self.fc(last)
     return LSTMModel
 
 
 @pytest.mark.parametrize("kind, keyword", [("time_major", "batch_first is missing"), ("first", "first time step"),
-                                           ("mean", "mean over time"), ("h0", "FIRST layer")])
+                                           ("mean", "mean over time"), ("h0", "FIRST layer"),
+                                           ("c_n", "cell state c_n")])
 def test_model_mistakes(kind, keyword):
     _fails_with("LSTMModel", _model(kind), _mistake_name("LSTMModel", keyword))
 
@@ -438,26 +458,349 @@ def test_model_inside_sequential_gets_the_tuple_hint():
 def _norms(kind):
     def gradient_norms(rnn, x):
         x = x.clone().requires_grad_()
-        out = rnn(x)[0]
-        (g,) = torch.autograd.grad(out.sum() if kind == "all" else out[:, -1].sum(), x)
+        out, state = rnn(x)
+        objective = out.sum() if kind == "all" else out[:, -1].sum()
+        if kind == "h_n":
+            objective = (state[0] if isinstance(state, tuple) else state).sum()
+        (g,) = torch.autograd.grad(objective, x)
         n = g[0].norm(dim=-1)
         return {"squared": n ** 2, "reversed": n.flip(0)}.get(kind, n)
     return gradient_norms
 
 
 @pytest.mark.parametrize("kind, keyword", [("all", "ALL time steps"), ("squared", "squared norms"),
-                                           ("reversed", "reverse time order")])
+                                           ("reversed", "reverse time order"), ("h_n", "sums h_n")])
 def test_gradient_norm_mistakes(kind, keyword):
     _fails_with("gradient_norms", _norms(kind), _mistake_name("gradient_norms", keyword))
 
 
 def test_every_catalogued_mistake_is_tested():
     tested = {  # exercise -> number of mistakes exercised above
-        "build_vocab": 5, "make_sequences": 4, "init_rnn_params": 5, "rnn_forward": 9, "rnn_loss": 4,
-        "rnn_gradients": 3, "perplexity": 3, "lstm_cell": 7, "lstm_forward": 4, "LSTMModel": 4, "gradient_norms": 3}
+        "build_vocab": 3, "make_sequences": 4, "init_rnn_params": 6, "rnn_forward": 11, "rnn_loss": 4,
+        "rnn_gradients": 4, "perplexity": 3, "lstm_cell": 8, "lstm_forward": 7, "LSTMModel": 5, "gradient_norms": 4}
     assert {name: len(e.mistakes) for name, e in R.EXERCISES.items()} == tested
 
 
+# --------------------------------------------------------------------------- (c) rules, new cases, other variants
+# Each variant below is a realistic mistake that the earlier cases let through, or one outside the catalogue:
+# the check must reject it, quote the rule it breaks or describe the difference, and never name a wrong cause.
+
+def _no_cause(message: str) -> str:
+    assert "Likely cause" not in message, message
+    return message
+
+
+def _rule(function: str, student, rule: str, seen: str, hidden: bool = True) -> str:
+    message = _fails_with(function, student, "breaks a rule of the exercise", hidden)
+    rules = [line for line in message.splitlines() if line.strip().startswith("Rule:")]
+    assert rules and rule in rules[0] and seen in message, message
+    return _no_cause(message)
+
+
+def _plain_vocab(text, order):
+    chars = order(text)
+    return chars, {c: i for i, c in enumerate(chars)}, dict(enumerate(chars))
+
+
+@pytest.mark.parametrize("order, seen", [
+    (lambda text: list(set(text)), "vocabulary not sorted: chars has"),   # changes from run to run
+    (lambda text: list(dict.fromkeys(text)), "vocabulary not sorted: chars has"),
+    (lambda text: sorted(set(text), reverse=True), "vocabulary not sorted: chars is in reverse order"),
+    (lambda text: sorted(set(text), key=str.lower), "vocabulary not sorted: chars has 'a' before 'D'")])
+def test_an_unsorted_vocabulary_breaks_the_stated_rule(order, seen):
+    _rule("build_vocab", lambda text: _plain_vocab(text, order), "chars is the sorted list", seen)
+
+
+def test_vocab_differences_show_characters_and_name_the_part():
+    def idx2char_from_text(text):
+        chars = sorted(set(text))
+        return chars, {c: i for i, c in enumerate(chars)}, dict(enumerate(text))
+
+    message = _no_cause(_fails_with("build_vocab", idx2char_from_text, "idx2char[0]: yours 'D', expected ' '"))
+    assert "Only idx2char differs; chars and char2idx match." in message
+    assert "68" not in message and "32" not in message   # ord('D'), ord(' '): characters, never their codes
+    lowered = _no_cause(_fails_with("build_vocab", lambda text: _plain_vocab(text.lower(), lambda t: sorted(set(t))),
+                                    "chars[1]: yours 'a', expected 'D'"))
+    assert "sorted(set(" not in lowered and "enumerate(" not in lowered   # no solution code in the hint
+    assert "sorted(set(" not in R.EXERCISES["build_vocab"].reference_name
+
+
+def test_a_single_character_text_is_a_hidden_case():
+    def drops_last(text):   # an off-by-one that only a one-character vocabulary empties completely
+        chars = sorted(set(text))[:-1] if len(set(text)) == 1 else sorted(set(text))
+        return chars, {c: i for i, c in enumerate(chars)}, dict(enumerate(chars))
+
+    R.check_build_vocab(drops_last)
+    _fails_with("build_vocab", drops_last, "text 'zzzz'", hidden=True)
+
+
+@pytest.mark.parametrize("targets, seen", [(lambda y: y.float(), "targets has dtype float32"),
+                                           (lambda y: y.int(), "targets has dtype int32")])
+def test_targets_must_be_long_indices(targets, seen):
+    def make_sequences(text, char2idx):
+        idx = torch.tensor([char2idx[c] for c in text])
+        return F.one_hot(idx[:-1], len(char2idx)).float(), targets(idx[1:])
+
+    _rule("make_sequences", make_sequences, "targets is a torch.long tensor", seen)
+
+
+def test_inputs_must_be_float_and_each_part_has_its_own_shape():
+    def integer_one_hot(text, char2idx):
+        idx = torch.tensor([char2idx[c] for c in text])
+        return F.one_hot(idx[:-1], len(char2idx)), idx[1:]
+
+    def vocabulary_size_of_the_text(text, char2idx):
+        idx = torch.tensor([char2idx[c] for c in text])
+        return torch.eye(len(set(text)) + 6)[idx[:-1]][:, :len(set(text))], idx[1:]
+
+    def whole_text(text, char2idx):
+        idx = torch.tensor([char2idx[c] for c in text])
+        return F.one_hot(idx, len(char2idx)).float(), idx
+
+    _rule("make_sequences", integer_one_hot, "inputs stacks float one-hot vectors", "inputs has dtype int64")
+    message = _rule("make_sequences", vocabulary_size_of_the_text, "V = len(char2idx)", "inputs has shape (5, 3)")
+    assert "Case 5" in message   # the visible case whose char2idx holds characters that are not in the text
+    _rule("make_sequences", whole_text, "inputs has shape (T − 1, V)", "inputs has shape (4, 3), expected (3, 3)")
+
+
+def test_make_sequences_reports_which_part_differs():
+    def inputs_from_the_targets(text, char2idx):
+        idx = torch.tensor([char2idx[c] for c in text])
+        return F.one_hot(idx[1:], len(char2idx)).float(), idx[1:]
+
+    _no_cause(_fails_with("make_sequences", inputs_from_the_targets,
+                          "Nothing differs in the targets."))
+
+
+def _init_with(weight, bias=torch.zeros):
+    def init_rnn_params(V, H, scale=0.1):
+        shapes = {"W_xh": (H, V), "W_hh": (H, H), "b_xh": (H,), "b_hh": (H,), "W_hy": (V, H), "b_y": (V,)}
+        return {k: (weight(s, scale) if k.startswith("W") else bias(*s)).requires_grad_() for k, s in shapes.items()}
+    return init_rnn_params
+
+
+def test_init_checks_the_values_it_is_asked_for():
+    R.check_init_rnn_params(_init_with(lambda s, scale: torch.randn(*s) * scale), hidden=True)
+    random_biases = _init_with(lambda s, scale: torch.randn(*s) * scale, bias=lambda *s: torch.randn(*s) * 0.1)
+    message = _no_cause(_fails_with("init_rnn_params", random_biases, "b_xh: values as asked"))
+    assert "All the differences are in the biases" in message, message
+    # the standard deviation taken as the variance: right for scale 1, caught by the hidden scale 0.01
+    as_variance = _init_with(lambda s, scale: torch.randn(*s) * scale ** 0.5)
+    R.check_init_rnn_params(as_variance)
+    _no_cause(_fails_with("init_rnn_params", as_variance, "scale=0.01", hidden=True))
+
+
+def test_a_correct_init_stays_in_the_spread_band_whatever_the_draw():
+    # 9 entries, the smallest weight matrix of any case: the root-mean-square of N(0, 1) draws stays in [1/4, 4]
+    draws = [torch.randn(9, generator=torch.Generator().manual_seed(seed), dtype=torch.float64) for seed in range(500)]
+    assert all(0.25 <= float(d.pow(2).mean().sqrt()) <= 4 for d in draws)
+
+
+def _forward_loop(params, inputs, h0, update):
+    h, out = h0, []
+    for x_t in inputs:
+        h = update(h, torch.tanh(params["W_xh"] @ x_t + params["b_xh"] + params["W_hh"] @ h + params["b_hh"]))
+        out.append(params["W_hy"] @ h + params["b_y"])
+    return torch.stack(out), h
+
+
+def test_forward_keeps_its_arguments_and_the_shapes_of_each_output():
+    def in_place(h, new):
+        h[:] = new   # h is h0 at the first step: the caller's h0 changes
+        return h
+
+    _rule("rnn_forward", lambda p, x, h0: _forward_loop(p, x, h0, in_place), "do not change their arguments in place",
+          "h0 was changed in place")
+
+    def squeezed(params, inputs, h0):
+        logits, h = _forward_loop(params, inputs, h0, lambda h, new: new)
+        return logits.squeeze(), h
+
+    R.check_rnn_forward(squeezed)   # every visible call has 2 or more steps
+    _rule("rnn_forward", squeezed, "logits has shape (T, V)",
+          "logits (for 1 input step) has shape (4,), expected (1, 4)")
+
+    def h_T_as_row(params, inputs, h0):
+        logits, h = _forward_loop(params, inputs, h0.reshape(-1), lambda h, new: new)
+        return logits, h[None]
+
+    _rule("rnn_forward", h_T_as_row, "h_T has the shape (H,) of h0", "h_T has shape (1, 2), expected (2,)")
+
+
+def test_reset_to_h0_is_not_named_a_reset_to_zeros():
+    message = _fails_with("rnn_forward", _forward("reset_to_h0"), "starts again from h0")
+    assert "reset to zeros" not in message
+
+
+@pytest.mark.parametrize("student, case", [
+    # one maximum for the whole array: rows far below it underflow to log(0)
+    (lambda z, y: -(z - z.max() - torch.log(torch.exp(z - z.max()).sum(1, keepdim=True)))[
+        torch.arange(len(y)), y].mean(), "Case 4"),
+    # the row minimum: a row spanning more than exp() holds overflows
+    (lambda z, y: -(z - z.min(1, keepdim=True).values - torch.log(torch.exp(z - z.min(1, keepdim=True).values).sum(
+        1, keepdim=True)))[torch.arange(len(y)), y].mean(), "Case 4"),
+    # no shift at all
+    (lambda z, y: -(z - torch.log(torch.exp(z).sum(1, keepdim=True)))[torch.arange(len(y)), y].mean(), "Case 4"),
+    # log of the softmax: a target probability below what float64 holds becomes log(0)
+    (lambda z, y: F.nll_loss(torch.log(F.softmax(z, dim=1)), y), "Case 10"),
+])
+def test_an_unstable_loss_fails_on_row_extremes_of_both_signs(student, case):
+    message = _no_cause(_fails_with("rnn_loss", student, case, hidden=True))
+    assert "NaN or infinite" in message
+
+
+def test_an_unstable_perplexity_fails_and_a_stable_float32_one_passes():
+    def global_max(z, y):
+        shifted = z - z.max()
+        log_p = shifted - torch.log(torch.exp(shifted).sum(1, keepdim=True))
+        return torch.exp(-log_p[torch.arange(len(y)), y].mean())
+
+    _no_cause(_fails_with("perplexity", global_max, "Case 4"))
+    R.check_perplexity(lambda z, y: torch.exp(F.cross_entropy(z.float(), y)), hidden=True)
+
+
+def test_the_loss_keeps_its_arguments():
+    def shift_in_place(logits, targets):
+        logits -= logits.max(dim=1, keepdim=True).values
+        return F.nll_loss(F.log_softmax(logits, dim=1), targets)
+
+    _rule("rnn_loss", shift_in_place, "do not change their arguments in place", "logits was changed in place")
+
+
+def test_gradients_leave_grad_untouched():
+    def with_backward(params, inputs, targets, h0, forward, loss_fn):
+        loss_fn(forward(params, inputs, h0)[0], targets).backward()
+        return {k: p.grad.clone() for k, p in params.items()}
+
+    _rule("rnn_gradients", with_backward, "use torch.autograd.grad, which leaves .grad untouched",
+          "params['W_xh'].grad was filled in")
+
+
+def _lstm_cell_variant(kind):
+    def lstm_cell(x, h_prev, c_prev, W_ih, W_hh, b_ih, b_hh):
+        i, f, g, o = (x @ W_ih.T + b_ih + h_prev @ W_hh.T + b_hh).chunk(4, dim=-1)
+        i, f, g, o = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g), torch.sigmoid(o)
+        if kind == "in_place":
+            c_prev.mul_(f).add_(i * g)
+            return o * torch.tanh(c_prev), c_prev
+        c = f * c_prev + i * g
+        if kind == "old_cell_in_h":
+            return o * torch.tanh(c_prev), c
+        if kind == "swapped":
+            return c, o * torch.tanh(c)
+        return torch.cat([o * torch.tanh(c), c], dim=1)
+    return lstm_cell
+
+
+def test_lstm_cell_names_the_part_that_differs_and_keeps_its_arguments():
+    _rule("lstm_cell", _lstm_cell_variant("in_place"), "do not change their arguments in place",
+          "c_prev was changed in place")
+    assert "Only h differs; c matches." in _no_cause(_fails_with("lstm_cell", _lstm_cell_variant("old_cell_in_h"),
+                                                                 "h[b=0, j="))
+    _no_cause(_fails_with("lstm_cell", _lstm_cell_variant("swapped"), "Shapes OK (h, c: (1, 3) each)"))
+    _fails_with("lstm_cell", _lstm_cell_variant("concatenated"), "must return a tuple (h, c)")
+
+
+def test_no_lstm_hint_gives_the_gate_equations_or_the_recurrence():
+    texts = []
+    for name in ("lstm_cell", "lstm_forward", "rnn_forward"):
+        exercise = R.EXERCISES[name]
+        texts += [exercise.hint, *exercise.exception_hints.values()]
+        texts += [text for m in exercise.mistakes for text in (m.name, m.hint)]
+    for text in texts:
+        for formula in ("f * c", "f·c", "f ⊙ c", "i ⊙ g", "o ⊙ tanh", "tanh(W_xh", "W_hh @ h +", "σ(", "chunk(4"):
+            assert formula not in text, (formula, text)
+
+
+def _lstm_forward_variant(kind):
+    def lstm_forward(x, layers, h0, c0, cell):
+        seq, h_n, c_n = x, [], []
+        for layer, weights in enumerate(layers):
+            h, c = h0[layer], c0[layer]
+            outputs = []
+            for t in range(seq.shape[1]):
+                h, c = cell(seq[:, t], h, c, *weights)
+                outputs.append(h)
+                if kind == "in_place":
+                    h0[layer] = h
+            seq = torch.stack(outputs, 1)
+            h_n.append(h)
+            c_n.append(c)
+        if kind == "c_n_is_h_n":
+            c_n = h_n
+        if kind == "layers_reversed":
+            h_n, c_n = h_n[::-1], c_n[::-1]
+        return seq, (torch.stack(h_n), torch.stack(c_n))
+    return lstm_forward
+
+
+def test_lstm_forward_states_are_compared_and_arguments_kept():
+    _rule("lstm_forward", _lstm_forward_variant("in_place"), "do not change their arguments in place",
+          "h0 was changed in place")
+    _no_cause(_fails_with("lstm_forward", _lstm_forward_variant("c_n_is_h_n"), "c_n[layer=0, b=0"))
+    # one layer: reversing the layers changes nothing; the first case with 2 layers catches it
+    _no_cause(_fails_with("lstm_forward", _lstm_forward_variant("layers_reversed"), "Case 2 of"))
+
+    def wrong_state_shape(x, layers, h0, c0, cell):
+        output, (h_n, c_n) = _lstm_forward_variant("")(x, layers, h0, c0, cell)
+        return output, (h_n[-1], c_n)
+
+    _rule("lstm_forward", wrong_state_shape, "h_n has shape (num_layers, B, H)",
+          "h_n has shape (1, 2), expected (1, 1, 2)")
+
+
+def test_a_dropout_the_model_does_not_ask_for_shows_in_train_mode():
+    class WithDropout(nn.Module):
+        def __init__(self, input_size, hidden_size, num_layers, output_size):
+            super().__init__()
+            self.lstm = nn.LSTM(input_size, hidden_size, num_layers, batch_first=True,
+                                dropout=0.3 if num_layers > 1 else 0.0)
+            self.fc = nn.Linear(hidden_size, output_size)
+
+        def forward(self, x):
+            return self.fc(self.lstm(x)[0][:, -1])
+
+    message = _no_cause(_fails_with("LSTMModel", WithDropout, "in train mode"))
+    assert "Only train mode differs; eval mode matches." in message
+
+
+def _norms_variant(kind):
+    def gradient_norms(rnn, x):
+        if kind == "eval":
+            rnn.eval()
+        if kind == "x_in_place":
+            x.requires_grad_()
+        else:
+            x = x.clone().requires_grad_()
+        (g,) = torch.autograd.grad(rnn(x)[0][:, -1].sum(), x)
+        norms = g[0].norm(dim=-1)
+        return {"drop_first": norms[1:], "drop_last": norms[:-1]}.get(kind, norms)
+    return gradient_norms
+
+
+def test_gradient_norms_keep_the_model_and_x_as_they_were():
+    _rule("gradient_norms", _norms_variant("eval"), "do not change their arguments in place",
+          "rnn was left in eval mode (it was in train mode)")
+    _rule("gradient_norms", _norms_variant("x_in_place"), "make a copy of x that requires gradients",
+          "x.requires_grad was switched on")
+
+
+@pytest.mark.parametrize("kind, entry", [("drop_first", "Entry 0 "), ("drop_last", "Entry 3 ")])
+def test_a_dropped_norm_is_reported_as_that_entry(kind, entry):
+    message = _no_cause(_fails_with("gradient_norms", _norms_variant(kind), "Yours has 3 values, expected 4."))
+    assert entry in message and "is missing; the others match" in message
+
+
+def test_the_last_output_is_not_h_n_with_several_layers():
+    def from_h_n(rnn, x):
+        x = x.clone().requires_grad_()
+        state = rnn(x)[1]
+        (g,) = torch.autograd.grad((state[0] if isinstance(state, tuple) else state)[-1].sum(), x)
+        return g[0].norm(dim=-1)
+
+    R.check_gradient_norms(from_h_n, hidden=True)   # the top layer's final state IS the last output
+    message = _fails_with("gradient_norms", _norms("h_n"), "num_layers=2")
+    assert "sums h_n" in message
 
 
 # --------------------------------------------------------------------------- sample mistakes

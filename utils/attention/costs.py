@@ -13,10 +13,12 @@ import numpy as np
 import torch
 
 from utils.checks.adapters import numbers
+from utils.checks.characterise import Layout
 from utils.checks.compare import EXACT
 from utils.checks.diagnose import Mistake
 from utils.checks.exercise import Case, Exercise, run_check, visible_then_hidden
 from utils.checks.feedback import show
+from utils.checks.rules import RuleBroken
 
 
 def _settings_case(text: str, settings: list, hidden_settings: list, hidden: bool, names: str,
@@ -26,9 +28,9 @@ def _settings_case(text: str, settings: list, hidden_settings: list, hidden: boo
     keys = names.split(", ")
 
     def describe(index):
-        args = ", ".join(f"{k}={v}" for k, v in zip(keys, settings[index[0]], strict=True))
+        args = ", ".join(f"{k}={v}" for k, v in zip(keys, settings[index[0]], strict=False))
         return f"{function}({args})"
-    return [Case(text, {"settings": settings}, describe)]
+    return [Case(text, {"settings": settings}, describe, layout=Layout(axes=("call",)))]
 
 
 def _per_setting(one):
@@ -36,15 +38,45 @@ def _per_setting(one):
     return lambda inputs: np.array([one(*s) for s in inputs["settings"]], dtype=np.float64)
 
 
-def _call(fn, inputs):
-    return numbers([fn(*s) for s in inputs["settings"]])
+def _is_integer(value) -> bool:
+    """An int, a numpy integer or an integer tensor / 0-d array."""
+    if isinstance(value, (bool, np.bool_)):
+        return False
+    if isinstance(value, (int, np.integer)):
+        return True
+    if isinstance(value, torch.Tensor):
+        return not value.is_floating_point() and not value.is_complex() and value.dtype != torch.bool
+    dtype = getattr(value, "dtype", None)
+    return dtype is not None and np.dtype(dtype).kind in "iu"
+
+
+def _int_call(name: str):
+    """How to call ``name``: once per setting; each answer must be an int (the docstrings: "Returns an int")."""
+    return lambda fn, inputs: _call(name, fn, inputs)
+
+
+def _call(name, fn, inputs):
+    values = [fn(*s) for s in inputs["settings"]]
+    result = numbers(values)
+    if not isinstance(result, np.ndarray) or np.any(result != np.round(result)):
+        return result   # not numbers, or fractions: the comparison says what is wrong
+    for setting, value in zip(inputs["settings"], values, strict=True):
+        if not _is_integer(value):
+            shown = value.item() if hasattr(value, "item") else value
+            raise RuleBroken(f"{name} returns an int (its docstring in Exercise 5)",
+                             f"{name}({', '.join(map(str, setting))}) returned {shown!r}, a {type(value).__name__}")
+    return result
+
+
+def _settings(c: Case) -> list[tuple]:
+    return c.inputs["settings"]
 
 
 # --------------------------------------------------------------------------- exercise 5: mha_param_count
 
-# (d_model, num_heads, bias)
-_PARAM_SETTINGS = [(512, 8, True), (1024, 16, True), (512, 8, False), (64, 4, True), (768, 12, True)]
-_PARAM_HIDDEN = [(256, 1, True), (96, 6, False), (2048, 32, True)]
+# (d_model, num_heads, bias); a shorter setting leaves bias at its default (True)
+_PARAM_SETTINGS = [(512, 8), (1024, 16, True), (512, 8, False), (64, 4, True), (768, 12, True)]
+_PARAM_HIDDEN = [(256, 1, True), (96, 6, False), (2048, 32, True), (100, 5)]
 
 
 def torch_mha_param_count(d_model: int, num_heads: int, bias: bool = True) -> int:
@@ -54,7 +86,7 @@ def torch_mha_param_count(d_model: int, num_heads: int, bias: bool = True) -> in
 
 
 def _param_count_variant(kind: str):
-    def one(d, h, bias):
+    def one(d, h, bias=True):
         b = 1 if bias else 0
         if kind == "no_bias":
             return 4 * d * d
@@ -76,31 +108,44 @@ PARAMS = Exercise(
         "settings of (d_model, num_heads, bias), the first one from the lecture (d_model=512, 8 heads)",
         _PARAM_SETTINGS, _PARAM_HIDDEN, hidden, "d_model, num_heads, bias", "mha_param_count"),
     reference=_per_setting(torch_mha_param_count),
-    call=_call,
+    call=_int_call("mha_param_count"),
     mistakes=[
         Mistake("the biases were not counted: each of the four projections has d_model biases when bias=True",
-                "Linear(d, d) has d·d weights + d biases.", _param_count_variant("no_bias")),
+                "a Linear layer with bias=True has one bias per output besides its weight matrix.",
+                _param_count_variant("no_bias")),
         Mistake("only W_q, W_k, W_v were counted: the output projection W_o is a fourth Linear(d_model, d_model)",
-                "4 projections: 4·(d² + d).", _param_count_variant("qkv_only")),
+                "count the output projection W_o as well (section 5a names the four projections).",
+                _param_count_variant("qkv_only")),
         Mistake("every head was given its own full d_model × d_model projections: the heads share one "
                 "Linear(d_model, d_model) per role, split into num_heads slices of d_k columns",
-                "the parameter count does not depend on num_heads: 4·(d² + d).", _param_count_variant("per_head")),
+                "the heads share the projections, so the count does not depend on num_heads.",
+                _param_count_variant("per_head")),
         Mistake("the projections were counted as d_model × d_k: together the heads produce all d_model outputs",
-                "each projection maps d_model → num_heads·d_k = d_model.", _param_count_variant("head_dim")),
+                "each projection maps d_model inputs to d_model outputs, all heads together.",
+                _param_count_variant("head_dim")),
     ],
     tolerance=EXACT,
-    hint="four Linear(d_model, d_model) layers (W_q, W_k, W_v, W_o): 4·(d_model² + d_model) with biases, "
-         "4·d_model² without; num_heads does not change the count.",
+    hint="count the weights and the biases of each projection of section 5a; the heads share them, so num_heads "
+         "does not change the count. Return an int.",
+    section="5. What attention costs",
+    covers={
+        "bias=False": lambda c: any(len(s) == 3 and not s[2] for s in _settings(c)),
+        "bias left at its default": lambda c: any(len(s) == 2 for s in _settings(c)),
+        "one head": lambda c: any(s[1] == 1 for s in _settings(c)),
+        "several heads": lambda c: any(s[1] > 1 for s in _settings(c)),
+        "d_model not a power of 2": lambda c: any(s[0] & (s[0] - 1) for s in _settings(c)),
+    },
 )
 
 # --------------------------------------------------------------------------- exercise 6: attention_matrix_bytes
 
 _DTYPES = {1: torch.int8, 2: torch.float16, 4: torch.float32, 8: torch.float64}   # bytes per value -> dtype
 
-# (seq_len, num_heads, batch_size, bytes_per_value)
-_MATRIX_SETTINGS = [(1024, 16, 1, 2), (4096, 16, 1, 2), (16384, 16, 1, 2), (65536, 16, 1, 2),
-                    (2048, 8, 4, 4), (512, 12, 8, 2)]
-_MATRIX_HIDDEN = [(100, 3, 2, 8), (8192, 32, 1, 2)]
+# (seq_len, num_heads, batch_size, bytes_per_value); shorter settings leave the last ones at their defaults
+# (batch_size=1, bytes_per_value=2): the lecture's four are called as attention_matrix_bytes(n, 16).
+_MATRIX_SETTINGS = [(1024, 16), (4096, 16), (16384, 16), (65536, 16),
+                    (2048, 8, 4, 4), (512, 12, 8, 2), (300, 4, 3)]
+_MATRIX_HIDDEN = [(100, 3, 2, 8), (8192, 32, 1, 2), (77, 5), (50, 6, 5)]
 
 
 def torch_attention_matrix_bytes(seq_len, num_heads, batch_size=1, bytes_per_value=2) -> int:
@@ -110,9 +155,9 @@ def torch_attention_matrix_bytes(seq_len, num_heads, batch_size=1, bytes_per_val
 
 
 def _matrix_variant(kind: str):
-    def one(n, h, b, nbytes):
+    def one(n, h, b=1, nbytes=2):
         return {"no_heads": n * n * b * nbytes, "no_batch": n * n * h * nbytes, "values": n * n * h * b,
-                "bits": n * n * h * b * nbytes * 8}[kind]
+                "bits": n * n * h * b * nbytes * 8, "linear": n * h * b * nbytes}[kind]
     return _per_setting(one)
 
 
@@ -125,27 +170,38 @@ MATRIX = Exercise(
         _MATRIX_SETTINGS, _MATRIX_HIDDEN, hidden, "seq_len, num_heads, batch_size, bytes_per_value",
         "attention_matrix_bytes"),
     reference=_per_setting(torch_attention_matrix_bytes),
-    call=_call,
+    call=_int_call("attention_matrix_bytes"),
     mistakes=[
-        Mistake("the heads were not counted: every head has its own n × n matrix", "multiply by num_heads.",
-                _matrix_variant("no_heads")),
+        Mistake("the heads were not counted: every head has its own n × n matrix",
+                "every head of every sequence has its own matrix of scores.", _matrix_variant("no_heads")),
         Mistake("the batch size was not counted: every sequence of the batch has its own matrices",
-                "multiply by batch_size.", _matrix_variant("no_batch")),
-        Mistake("you counted values, not bytes: multiply by bytes_per_value", "fp16 = 2 bytes per value.",
-                _matrix_variant("values")),
-        Mistake("you counted bits, not bytes", "bytes_per_value is already in bytes; do not multiply by 8.",
-                _matrix_variant("bits")),
+                "every sequence of the batch has its own matrices.", _matrix_variant("no_batch")),
+        Mistake("you counted values, not bytes: multiply by bytes_per_value",
+                "each value takes bytes_per_value bytes (fp16 = 2).", _matrix_variant("values")),
+        Mistake("you counted bits, not bytes", "bytes_per_value is already in bytes.", _matrix_variant("bits")),
+        Mistake("seq_len was counted once: the matrix of one head holds n × n scores",
+                "every query has a score for every key, so one head's matrix is n by n.", _matrix_variant("linear")),
     ],
     tolerance=EXACT,
-    hint="batch_size · num_heads · seq_len² · bytes_per_value.",
+    hint="count the values of the (batch, heads, n, n) score tensor of section 5b, then their bytes. Return an int.",
+    section="5. What attention costs",
+    covers={
+        "the defaults (batch_size=1, bytes_per_value=2)": lambda c: any(len(s) == 2 for s in _settings(c)),
+        "bytes_per_value left at its default with batch_size 2 or more":
+            lambda c: any(len(s) == 3 and s[2] >= 2 for s in _settings(c)),
+        "batch_size 2 or more": lambda c: any(len(s) >= 3 and s[2] >= 2 for s in _settings(c)),
+        "bytes_per_value other than 2": lambda c: any(len(s) == 4 and s[3] != 2 for s in _settings(c)),
+        "seq_len not a power of 2": lambda c: any(s[0] & (s[0] - 1) for s in _settings(c)),
+    },
 )
 
 # --------------------------------------------------------------------------- exercise 7: kv_cache_bytes
 
-# (seq_len, num_layers, num_kv_heads, head_dim, batch_size, bytes_per_value)
-_KV_SETTINGS = [(4096, 32, 16, 64, 1, 2), (4096, 32, 1, 64, 1, 2), (4096, 32, 4, 64, 1, 2),
-                (2048, 24, 8, 128, 2, 2), (1000, 2, 3, 16, 4, 4)]
-_KV_HIDDEN = [(8192, 80, 8, 128, 1, 2), (77, 5, 2, 32, 3, 8)]
+# (seq_len, num_layers, num_kv_heads, head_dim, batch_size, bytes_per_value); shorter settings leave the last
+# ones at their defaults (batch_size=1, bytes_per_value=2), as the lecture's calls do.
+_KV_SETTINGS = [(4096, 32, 16, 64), (4096, 32, 1, 64), (4096, 32, 4, 64),
+                (2048, 24, 8, 128, 2, 2), (1000, 2, 3, 16, 4, 4), (500, 3, 2, 8, 3)]
+_KV_HIDDEN = [(8192, 80, 8, 128, 1, 2), (77, 5, 2, 32, 3, 8), (33, 7, 3, 16), (20, 4, 5, 8, 6)]
 
 
 def torch_kv_cache_bytes(seq_len, num_layers, num_kv_heads, head_dim, batch_size=1, bytes_per_value=2) -> int:
@@ -160,7 +216,7 @@ def torch_kv_cache_bytes(seq_len, num_layers, num_kv_heads, head_dim, batch_size
 
 
 def _kv_variant(kind: str):
-    def one(n, L, kv, d_k, b, nbytes):
+    def one(n, L, kv, d_k, b=1, nbytes=2):
         full = 2 * L * b * n * kv * d_k * nbytes
         return {"no_two": full // 2, "no_layers": full // L, "no_batch": full // b,
                 "values": full // nbytes}[kind]
@@ -176,20 +232,30 @@ KV = Exercise(
         _KV_SETTINGS, _KV_HIDDEN, hidden, "seq_len, num_layers, num_kv_heads, head_dim, batch_size, bytes_per_value",
         "kv_cache_bytes"),
     reference=_per_setting(torch_kv_cache_bytes),
-    call=_call,
+    call=_int_call("kv_cache_bytes"),
     mistakes=[
         Mistake("the factor 2 for K and V is missing: the cache holds both keys and values",
-                "2 · num_layers · batch_size · seq_len · num_kv_heads · head_dim · bytes_per_value.",
-                _kv_variant("no_two")),
-        Mistake("the layers were not counted: every layer caches its own K and V", "multiply by num_layers.",
-                _kv_variant("no_layers")),
-        Mistake("the batch size was not counted", "multiply by batch_size.", _kv_variant("no_batch")),
-        Mistake("you counted values, not bytes: multiply by bytes_per_value", "fp16 = 2 bytes per value.",
-                _kv_variant("values")),
+                "the cache holds two tensors per layer, one of keys and one of values.", _kv_variant("no_two")),
+        Mistake("the layers were not counted: every layer caches its own K and V",
+                "every layer keeps its own keys and values.", _kv_variant("no_layers")),
+        Mistake("the batch size was not counted", "every sequence of the batch has its own cache.",
+                _kv_variant("no_batch")),
+        Mistake("you counted values, not bytes: multiply by bytes_per_value",
+                "each value takes bytes_per_value bytes (fp16 = 2).", _kv_variant("values")),
     ],
     tolerance=EXACT,
-    hint="2 (K and V) · num_layers · batch_size · seq_len · num_kv_heads · head_dim · bytes_per_value; "
-         "MHA has num_kv_heads = num_heads, MQA 1, GQA the number of groups.",
+    hint="count the values of the K and V tensors (batch, kv_heads, n, head_dim) of every layer (section 5c), "
+         "then their bytes. Return an int.",
+    section="5. What attention costs",
+    covers={
+        "the defaults (batch_size=1, bytes_per_value=2)": lambda c: any(len(s) == 4 for s in _settings(c)),
+        "bytes_per_value left at its default with batch_size 2 or more":
+            lambda c: any(len(s) == 5 and s[4] >= 2 for s in _settings(c)),
+        "batch_size 2 or more": lambda c: any(len(s) >= 5 and s[4] >= 2 for s in _settings(c)),
+        "bytes_per_value other than 2": lambda c: any(len(s) == 6 and s[5] != 2 for s in _settings(c)),
+        "one KV head (MQA)": lambda c: any(s[2] == 1 for s in _settings(c)),
+        "an odd number of layers and of KV heads": lambda c: any(s[1] % 2 and s[2] % 2 for s in _settings(c)),
+    },
 )
 
 

@@ -3,7 +3,9 @@ mask=None) -> (B, T, d_model)``.
 
 x (B, T, d_model); ``params`` holds the attention weights of exercise 2 plus W_1 (d_ff, d_model), b_1,
 W_2 (d_model, d_ff), b_2, norm1_weight, norm1_bias, norm2_weight, norm2_bias. Compared with
-``nn.TransformerEncoderLayer(batch_first=True, dropout=0)`` in eval mode, post-LN and pre-LN.
+``nn.TransformerEncoderLayer(batch_first=True, dropout=0)`` in eval mode, post-LN and pre-LN; the first case
+calls the block with its defaults, and cases whose activations are of size 1e-3 make LayerNorm's eps=1e-5
+visible (at unit variance eps=1e-6 or 0 would pass the tolerance).
 """
 from __future__ import annotations
 
@@ -23,30 +25,40 @@ from utils.attention.cases import (
     student_mask,
 )
 from utils.checks.adapters import float64_tensor, returned_array
+from utils.checks.characterise import Layout
 from utils.checks.diagnose import Mistake
 from utils.checks.exercise import Case, Exercise, run_check, visible_then_hidden
 from utils.checks.feedback import show
+from utils.checks.rules import kept_unchanged
 from utils.checks.seeding import case_rng
 
-# (B, T, d_model, num_heads, d_ff, norm_first, activation, causal, padding)
+# (B, T, d_model, num_heads, d_ff, norm_first, activation, causal, padding, scale). scale: the size of x and of
+# the biases of the attention; 1e-3 makes the LayerNorm's input variance comparable to its eps (1e-5).
 _SETTINGS = [
-    (1, 3, 4, 2, 8, False, "relu", False, False),
-    (2, 5, 8, 2, 16, False, "relu", False, True),
-    (2, 5, 8, 2, 32, True, "gelu", False, False),
-    (2, 6, 8, 4, 16, True, "gelu", True, False),
-    (2, 5, 8, 2, 16, False, "gelu", False, True),
-    (2, 5, 8, 2, 16, True, "relu", True, True),
+    (1, 3, 4, 2, 8, False, "relu", False, False, 1.0),
+    (2, 5, 8, 2, 16, False, "relu", False, True, 1.0),
+    (2, 5, 8, 2, 32, True, "gelu", False, False, 1.0),
+    (2, 6, 8, 4, 16, True, "gelu", True, False, 1.0),
+    (2, 5, 8, 2, 16, False, "gelu", False, True, 1.0),
+    (2, 5, 8, 2, 16, True, "relu", True, True, 1.0),
+    (2, 4, 8, 2, 16, True, "gelu", False, False, 1e-3),
 ]
 _HIDDEN_SETTINGS = [
-    (3, 7, 16, 4, 64, True, "gelu", True, True),
-    (2, 6, 12, 3, 24, False, "relu", True, False),
+    (3, 7, 16, 4, 64, True, "gelu", True, True, 1.0),
+    (2, 6, 12, 3, 24, False, "relu", True, False, 1.0),
+    (2, 5, 8, 4, 24, False, "gelu", False, True, 1e-3),
 ]
+# The first visible case calls transformer_encoder_block(x, params, num_heads): norm_first, activation and
+# mask left at their defaults (post-LN, "relu", None), which its setting has.
+_DEFAULTS_CASE = 1
 
 
 def _inputs(number: int, setting, salt: str) -> dict:
-    B, T, d, h, d_ff, norm_first, activation, causal, padding = setting
+    B, T, d, h, d_ff, norm_first, activation, causal, padding, scale = setting
     rng = case_rng("transformer_encoder_block", number, salt)
     params = attention_params(rng, d)
+    for name in ("b_q", "b_k", "b_v", "b_o"):
+        params[name] = scale * params[name]
     params.update({
         "W_1": rng.normal(scale=1 / math.sqrt(d), size=(d_ff, d)), "b_1": rng.normal(scale=0.1, size=d_ff),
         "W_2": rng.normal(scale=1 / math.sqrt(d_ff), size=(d, d_ff)), "b_2": rng.normal(scale=0.1, size=d),
@@ -58,17 +70,24 @@ def _inputs(number: int, setting, salt: str) -> dict:
         lengths = rng.integers(max(1, T // 2), T, size=B)
         lengths[-1] = T
         keep_keys = key_keep(lengths, T)
-    x = 1.5 * rng.normal(size=(B, T, d)) + 0.5
+    x = scale * (1.5 * rng.normal(size=(B, T, d)) + 0.5)
     return {"x": x, "params": params, "num_heads": h, "norm_first": norm_first, "activation": activation,
-            "causal": causal, "key_keep": keep_keys, "mask": student_mask(causal, keep_keys, T, T)}
+            "causal": causal, "key_keep": keep_keys, "mask": student_mask(causal, keep_keys, T, T),
+            "defaults": number == _DEFAULTS_CASE and not salt}
 
 
-def _describe(setting) -> str:
-    B, T, d, h, d_ff, norm_first, activation, causal, padding = setting
+def _describe(setting, defaults: bool = False) -> str:
+    B, T, d, h, d_ff, norm_first, activation, causal, padding, scale = setting
     ln = "pre-LN (norm_first=True)" if norm_first else "post-LN (norm_first=False)"
     masks = [m for m, on in (("causal mask", causal), ("padding mask", padding)) if on]
-    return (f"B={B}, T={T}, d_model={d}, num_heads={h}, d_ff={d_ff}, {ln}, activation='{activation}', "
+    if defaults:
+        return (f"B={B}, T={T}, d_model={d}, num_heads={h}, d_ff={d_ff}, called as transformer_encoder_block(x, "
+                "params, num_heads): norm_first, activation and mask left at their defaults")
+    text = (f"B={B}, T={T}, d_model={d}, num_heads={h}, d_ff={d_ff}, {ln}, activation='{activation}', "
             f"{' and '.join(masks) if masks else 'no mask'}")
+    if scale != 1:
+        text += f", x and the attention biases of size {scale:g} (LayerNorm's eps=1e-5 matters)"
+    return text
 
 
 def _describe_index(index):
@@ -76,7 +95,7 @@ def _describe_index(index):
 
 
 def _cases(hidden: bool) -> list[Case]:
-    return [Case(_describe(s), _inputs(n, s, salt), _describe_index)
+    return [Case(_describe(s, n == _DEFAULTS_CASE and not salt), _inputs(n, s, salt), _describe_index)
             for n, (s, salt) in enumerate(visible_then_hidden(_SETTINGS, _HIDDEN_SETTINGS, hidden), start=1)]
 
 
@@ -113,12 +132,15 @@ _ACTIVATIONS = {"relu": F.relu, "gelu": F.gelu, "gelu_tanh": lambda z: F.gelu(z,
 def block_variant(x: torch.Tensor, p: dict, num_heads: int, norm_first: bool, activation: str,
                   mask: torch.Tensor | None, *, force_norm_first: bool | None = None, shared_norm: bool = False,
                   act: str | None = None, residual_from_normed: bool = False,
-                  final_norm: bool = False) -> torch.Tensor:
+                  final_norm: bool = False, eps: float = 1e-5, eps_outside: bool = False,
+                  unbiased: bool = False) -> torch.Tensor:
     """The encoder block (float64 tensors, x (B, T, d_model)) with the known mistakes as options.
 
     ``force_norm_first`` overrides ``norm_first``; ``shared_norm``: norm1 for both sublayers; ``act``
     overrides ``activation`` ("relu", "gelu", "gelu_tanh"); ``residual_from_normed``: pre-LN with the
-    residual taken from the normalised input; ``final_norm``: a LayerNorm after the pre-LN block.
+    residual taken from the normalised input; ``final_norm``: a LayerNorm after the pre-LN block; ``eps``: the
+    LayerNorm's eps; ``eps_outside``: eps added to the standard deviation instead of the variance;
+    ``unbiased``: the variance divided by d_model − 1.
     """
     d = x.shape[-1]
     if force_norm_first is not None:
@@ -126,7 +148,12 @@ def block_variant(x: torch.Tensor, p: dict, num_heads: int, norm_first: bool, ac
     second_norm = "norm1" if shared_norm else "norm2"
 
     def ln(y, name):
-        return F.layer_norm(y, (d,), p[f"{name}_weight"], p[f"{name}_bias"], eps=1e-5)
+        if not (eps_outside or unbiased):
+            return F.layer_norm(y, (d,), p[f"{name}_weight"], p[f"{name}_bias"], eps=eps)
+        centred = y - y.mean(-1, keepdim=True)
+        var = (centred ** 2).sum(-1, keepdim=True) / (d - 1 if unbiased else d)
+        std = torch.sqrt(var) + eps if eps_outside else torch.sqrt(var + eps)
+        return centred / std * p[f"{name}_weight"] + p[f"{name}_bias"]
 
     def sa(y):
         return mha.multi_head_attention(y, y, y, p, num_heads, mask)[0]
@@ -170,30 +197,58 @@ def _only_if(flag_name: str, value, compute):
 
 MISTAKES = [
     Mistake("post-LN where pre-LN was asked: with norm_first=True the LayerNorm comes before each sublayer",
-            "pre-LN: x = x + attn(norm1(x)); x = x + ffn(norm2(x)) — no LayerNorm after the residual sums.",
+            "with norm_first=True each sublayer reads a normalised copy of x and the residual sums stay "
+            "un-normalised (section 4's table, right column).",
             _only_if("norm_first", True, _variant(force_norm_first=False))),
     Mistake("pre-LN where post-LN was asked: with norm_first=False the LayerNorm comes after each residual sum",
-            "post-LN: x = norm1(x + attn(x)); x = norm2(x + ffn(x)).",
+            "with norm_first=False every residual sum is normalised (section 4's table, left column).",
             _only_if("norm_first", False, _variant(force_norm_first=True))),
     Mistake("one LayerNorm (norm1) used for both sublayers: the feed-forward sublayer has its own norm2",
-            "use norm1_weight/norm1_bias around the attention and norm2_weight/norm2_bias around the feed-forward.",
+            "the attention sublayer uses norm1_weight and norm1_bias, the feed-forward sublayer norm2_weight and "
+            "norm2_bias.",
             _variant(shared_norm=True)),
-    Mistake("ReLU used where activation='gelu' was asked", "apply F.gelu (exact, erf-based) when activation == 'gelu'.",
+    Mistake("ReLU used where activation='gelu' was asked",
+            "use the activation that `activation` names; 'gelu' is the exact, erf-based GELU.",
             _only_if("activation", "gelu", _variant(act="relu"))),
-    Mistake("GELU used where activation='relu' was asked", "apply F.relu when activation == 'relu'.",
+    Mistake("GELU used where activation='relu' was asked", "use the activation that `activation` names.",
             _only_if("activation", "relu", _variant(act="gelu"))),
     Mistake("the tanh approximation of GELU was used; nn.TransformerEncoderLayer uses the exact (erf) GELU",
-            "use F.gelu(h) (approximate='none'), not approximate='tanh'.",
+            "the notebook asks for the exact form of GELU, not its tanh approximation (section 4).",
             _only_if("activation", "gelu", _variant(act="gelu_tanh"))),
-    Mistake("pre-LN residual taken from the normalised input (x = norm1(x); x = x + attn(x)): the residual "
-            "path must carry the un-normalised x",
-            "x = x + attn(norm1(x)); x = x + ffn(norm2(x)).",
+    Mistake("pre-LN residual taken from the normalised input: x was replaced by norm1(x) before the residual "
+            "sum, but the residual path must carry the un-normalised x",
+            "in pre-LN only the sublayer's input is normalised; what is added to it is the x that came in.",
             _only_if("norm_first", True, _variant(residual_from_normed=True))),
     Mistake("an extra LayerNorm after the pre-LN block: nn.TransformerEncoderLayer(norm_first=True) ends with "
             "the residual sum",
             "the final LayerNorm of a pre-LN network belongs to the whole encoder stack, not to each block.",
             _only_if("norm_first", True, _variant(final_norm=True))),
+    Mistake("the LayerNorm's variance was divided by d_model − 1 (torch.var's default, unbiased=True)",
+            "LayerNorm uses the biased variance, the mean of the squared deviations over d_model values.",
+            _variant(unbiased=True)),
+    Mistake("the LayerNorm's eps was added to the standard deviation instead of to the variance",
+            "eps goes under the square root, with the variance (as in F.layer_norm).",
+            _variant(eps_outside=True)),
+    Mistake("LayerNorm with eps=1e-6: the notebook's LayerNorm uses eps=1e-5",
+            "use eps=1e-5, as the task says; on small activations the eps changes the result.",
+            _variant(eps=1e-6)),
 ]
+
+INPUTS_RULE = "no function modifies its arguments in place (the notebook's conventions)"
+
+
+def _call(fn, inputs):
+    arguments = {"x": float64_tensor(inputs["x"]), "params": params_tensors(inputs["params"]),
+                 "mask": mask_tensor(inputs["mask"])}
+    options = {} if inputs.get("defaults") else {"norm_first": inputs["norm_first"],
+                                                 "activation": inputs["activation"], "mask": arguments["mask"]}
+    with kept_unchanged(arguments, rule=INPUTS_RULE):
+        return returned_array(fn(arguments["x"], arguments["params"], inputs["num_heads"], **options))
+
+
+def _layer_norm_input_variance(c: Case) -> float:
+    """The smallest variance over d_model of the block's input x: what the first LayerNorm sees in pre-LN."""
+    return float(np.var(c.inputs["x"], axis=-1).min())
 
 BLOCK = Exercise(
     function="transformer_encoder_block",
@@ -201,13 +256,29 @@ BLOCK = Exercise(
     reference_name="torch.nn.TransformerEncoderLayer(batch_first=True, dropout=0) in eval mode with your weights",
     make_cases=_cases,
     reference=torch_encoder_layer,
-    call=lambda fn, inputs: returned_array(fn(float64_tensor(inputs["x"]), params_tensors(inputs["params"]),
-                                     inputs["num_heads"], norm_first=inputs["norm_first"],
-                                     activation=inputs["activation"], mask=mask_tensor(inputs["mask"]))),
+    call=_call,
     mistakes=MISTAKES,
-    hint="post-LN: x = norm1(x + attn(x)); x = norm2(x + ffn(x)). pre-LN: x = x + attn(norm1(x)); "
-         "x = x + ffn(norm2(x)). ffn(y) = act(y @ W_1.T + b_1) @ W_2.T + b_2; LayerNorm with eps=1e-5. "
-         "If multi_head_attention does not pass its own check yet, fix it first.",
+    hint="compare with section 4's table for your norm_first, with separate norm1 and norm2, the activation "
+         "that `activation` names, the FFN of section 4 and LayerNorm with eps=1e-5. If multi_head_attention "
+         "does not pass its own check yet, fix it first.",
+    section="4. The Transformer encoder block",
+    layout=Layout(axes=("batch", "token", "channel")),
+    covers={
+        "post-LN with ReLU": lambda c: not c.inputs["norm_first"] and c.inputs["activation"] == "relu",
+        "post-LN with GELU": lambda c: not c.inputs["norm_first"] and c.inputs["activation"] == "gelu",
+        "pre-LN with ReLU": lambda c: c.inputs["norm_first"] and c.inputs["activation"] == "relu",
+        "pre-LN with GELU": lambda c: c.inputs["norm_first"] and c.inputs["activation"] == "gelu",
+        "norm_first, activation and mask left at their defaults": lambda c: bool(c.inputs.get("defaults")),
+        "a batch of 2 or more": lambda c: c.inputs["x"].shape[0] >= 2,
+        "2 or more heads": lambda c: c.inputs["num_heads"] >= 2,
+        "d_ff different from 4·d_model": lambda c: c.inputs["params"]["W_1"].shape[0] != 4 * c.inputs["x"].shape[2],
+        "a causal mask": lambda c: c.inputs["causal"],
+        "a padding mask": lambda c: c.inputs["key_keep"] is not None,
+        "activations whose variance is comparable to LayerNorm's eps (pre-LN)":
+            lambda c: c.inputs["norm_first"] and _layer_norm_input_variance(c) < 1e-4,
+        "activations whose variance is comparable to LayerNorm's eps (post-LN)":
+            lambda c: not c.inputs["norm_first"] and _layer_norm_input_variance(c) < 1e-4,
+    },
 )
 
 

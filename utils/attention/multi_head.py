@@ -20,9 +20,11 @@ from utils.attention.cases import (
     student_mask,
 )
 from utils.checks.adapters import float64_tensor, returned_array
+from utils.checks.characterise import Layout
 from utils.checks.diagnose import Mistake
 from utils.checks.exercise import Case, Exercise, run_check, visible_then_hidden
 from utils.checks.feedback import show
+from utils.checks.rules import kept_unchanged
 from utils.checks.seeding import case_rng
 
 # (B, T_q, T_k, d_model, num_heads, causal, padding)
@@ -38,6 +40,7 @@ _HIDDEN_SETTINGS = [
     (3, 7, 7, 16, 4, True, True),
     (2, 4, 4, 6, 1, True, False),
     (3, 5, 8, 12, 6, False, True),
+    (2, 7, 4, 6, 2, False, True),
 ]
 
 
@@ -115,35 +118,58 @@ def _variant(**switches):
 
 
 MISTAKES = [
-    Mistake("heads split in the wrong order: (B, T, d_model) was reshaped straight to (B, h, T, d_k) "
-            "without the transpose",
-            "X.reshape(B, T, h, d_k).transpose(1, 2) gives (B, h, T, d_k): each head keeps its own d_k "
-            "channels of every token.",
+    Mistake("heads split and merged in the wrong order: a plain reshape without the transpose, both ways, gave "
+            "each head a piece of the sequence instead of d_k channels of every token",
+            "cut each token's d_model channels into h groups of d_k first, then move the head axis in front of "
+            "the token axis (section 2's shape diagram); merge back in the reverse order.",
             _variant(split_transpose=False, merge_transpose=False)),
-    Mistake("heads merged in the wrong order: (B, h, T, d_k) was reshaped straight to (B, T, d_model) "
-            "without transposing back",
-            "O.transpose(1, 2).reshape(B, T, d_model) puts the heads of one token side by side.",
+    Mistake("heads merged in the wrong order: reshaped back without first moving the head axis behind the "
+            "token axis",
+            "before merging, move the head axis back behind the token axis, so that the heads of one token sit "
+            "side by side (section 2's shape diagram).",
             _variant(merge_transpose=False)),
-    Mistake("heads split in the wrong order (reshape to (B, h, T, d_k) without the transpose)",
-            "X.reshape(B, T, h, d_k).transpose(1, 2); merge back with O.transpose(1, 2).reshape(B, T, d_model).",
+    Mistake("heads split in the wrong order: a plain reshape into heads, without the transpose",
+            "a straight reshape into heads cuts the sequence into pieces: split the channels of each token first, "
+            "then move the head axis (section 2).",
             _variant(split_transpose=False)),
     Mistake("missing output projection: the merged heads must go through W_o, b_o",
-            "return merged @ W_o.T + b_o.", _variant(out_proj=False)),
+            "the last step of section 2's diagram is the Linear W_o (with its bias b_o).", _variant(out_proj=False)),
     Mistake("no √d_k scaling inside the heads",
-            "divide each head's scores by math.sqrt(d_k), d_k = d_model // num_heads.",
+            "each head is a scaled dot-product attention of its own: its scores are divided by √d_k.",
             _variant(divisor="none")),
     Mistake("the scores were divided by √d_model instead of √d_k (d_k = d_model / num_heads is the size of one head)",
-            "inside each head the dot products have d_k terms: divide by math.sqrt(d_model // num_heads).",
+            "inside each head the dot products have d_k terms, d_k being the size of one head.",
             _variant(divisor="sqrt_d_model")),
-    Mistake("the projections were computed as x @ W instead of x @ W.T (nn.Linear's convention)",
-            "nn.Linear computes y = x Wᵀ + b with W of shape (out_features, in_features): use x @ W.T + b.",
+    Mistake("the projections were computed as x @ W, with W not transposed (nn.Linear's convention)",
+            "params follow nn.Linear's convention, y = x Wᵀ + b with W of shape (out, in) (section 2, “The weights”).",
             _variant(transpose_w=False)),
     Mistake("the mask works the wrong way round: positions where mask is True were suppressed, but True means keep",
-            "scores.masked_fill(~mask, float('-inf')).", _variant(mask_mode="inverted")),
+            "True means keep (the notebook's conventions): block the positions where the mask is False.",
+            _variant(mask_mode="inverted")),
     Mistake("the mask was ignored",
             "pass the mask on to the attention of every head (it broadcasts over the head axis).",
             _variant(mask_mode="ignored")),
+    Mistake("the biases b_q, b_k, b_v were left out of the input projections",
+            "each of the four projections is a Linear with its own bias, W_q, W_k and W_v included.",
+            _variant(in_bias=False)),
 ]
+
+INPUTS_RULE = "no function modifies its arguments in place (the notebook's conventions)"
+
+
+def _call(fn, inputs):
+    arguments = {"query": float64_tensor(inputs["query"]), "key": float64_tensor(inputs["key"]),
+                 "value": float64_tensor(inputs["value"]), "params": params_tensors(inputs["params"]),
+                 "mask": mask_tensor(inputs["mask"])}
+    with kept_unchanged(arguments, rule=INPUTS_RULE):
+        return returned_array(fn(arguments["query"], arguments["key"], arguments["value"], arguments["params"],
+                                 inputs["num_heads"], mask=arguments["mask"]))
+
+
+def _shape(c: Case) -> tuple[int, int, int, int, int]:
+    """(B, T_q, T_k, d_model, num_heads)."""
+    B, T_q, d = c.inputs["query"].shape
+    return B, T_q, c.inputs["key"].shape[1], d, c.inputs["num_heads"]
 
 MHA = Exercise(
     function="multi_head_attention",
@@ -151,14 +177,31 @@ MHA = Exercise(
     reference_name="torch.nn.MultiheadAttention(batch_first=True) loaded with your W_q, W_k, W_v, W_o",
     make_cases=_cases,
     reference=torch_mha,
-    call=lambda fn, inputs: returned_array(fn(float64_tensor(inputs["query"]), float64_tensor(inputs["key"]),
-                                     float64_tensor(inputs["value"]), params_tensors(inputs["params"]),
-                                     inputs["num_heads"], mask=mask_tensor(inputs["mask"]))),
+    call=_call,
     mistakes=MISTAKES,
-    hint="project (x @ W.T + b), split (B, T, d_model) → (B, T, h, d_k) → transpose → (B, h, T, d_k), attend "
-         "with √d_k and the mask, transpose back and merge to (B, T, d_model), then the output projection W_o.",
-    exception_hints={"RuntimeError": "check the shapes: d_k = d_model // num_heads, and the mask broadcasts "
-                                     "against the scores (B, h, T_q, T_k)."},
+    hint="follow section 2's shape diagram step by step: the three input projections, the split into heads "
+         "(reshape, then transpose), attention in every head with the mask, the merge (transpose back, then "
+         "reshape), the output projection. Keys and values come from key and value, which differ from query in "
+         "cross-attention.",
+    exception_hints={"RuntimeError": "check the shapes: d_k = d_model // num_heads, queries have T_q tokens and "
+                                     "keys T_k, and the mask broadcasts against the scores, whose axes are batch, "
+                                     "head, query and key."},
+    section="2. Multi-head attention",
+    layout=Layout(axes=("batch", "query token", "channel")),
+    covers={
+        "a batch of 2 or more": lambda c: _shape(c)[0] >= 2,
+        "one head": lambda c: _shape(c)[4] == 1,
+        "2 or more heads": lambda c: _shape(c)[4] >= 2,
+        "4 or more heads": lambda c: _shape(c)[4] >= 4,
+        "an odd head size d_k": lambda c: (_shape(c)[3] // _shape(c)[4]) % 2 == 1,
+        "cross-attention with fewer queries than keys": lambda c: _shape(c)[1] < _shape(c)[2],
+        "cross-attention with more queries than keys": lambda c: _shape(c)[1] > _shape(c)[2],
+        "key and value different tensors": lambda c: not np.array_equal(c.inputs["key"], c.inputs["value"]),
+        "no mask": lambda c: c.inputs["mask"] is None,
+        "a causal mask only": lambda c: c.inputs["causal"] and c.inputs["key_keep"] is None,
+        "a padding mask only": lambda c: not c.inputs["causal"] and c.inputs["key_keep"] is not None,
+        "causal and padding masks combined": lambda c: c.inputs["causal"] and c.inputs["key_keep"] is not None,
+    },
 )
 
 

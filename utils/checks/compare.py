@@ -22,6 +22,11 @@ class Tolerance:
     def describe(self) -> str:
         return f"{self.atol:g} + {self.rtol:g}·|expected|"
 
+    @property
+    def exact(self) -> bool:
+        """Whole-number answers: compared exactly, so no tolerance is worth stating."""
+        return self.rtol == 0 and self.atol < 1e-6
+
     def close(self, actual: np.ndarray, expected: np.ndarray) -> np.ndarray:
         return np.abs(actual - expected) <= self.atol + self.rtol * np.abs(expected)
 
@@ -40,15 +45,24 @@ class Mismatch:
 
 
 def _fmt(x: float) -> str:
+    """A value as a student reads it: whole numbers without decimals, others to 4 significant digits."""
+    if np.isfinite(x) and x == round(x) and abs(x) < 1e15:
+        return str(int(x))
     return f"{x:.4g}"
 
 
 def compare(actual_raw, expected: np.ndarray, tol: Tolerance,
-            describe_index: Callable[[tuple], str] | None = None) -> tuple[Mismatch | None, float]:
+            describe_index: Callable[[tuple], str] | None = None,
+            describe_value: Callable[[float], str] | None = None,
+            parts: tuple[str, ...] = (), reveal: bool = True) -> tuple[Mismatch | None, float]:
     """Compare the student's value with the reference.
 
+    ``describe_value`` formats a value (e.g. a character for its code point); ``parts`` names the results
+    stacked along axis 0 (``("h", "c")``), so that shapes are stated per part. With ``reveal=False`` (answers
+    worked out by hand, where the expected value *is* the answer) the expected values are not shown.
     Returns ``(None, max_abs_diff)`` when they agree, else ``(Mismatch, ...)``.
     """
+    value = describe_value or _fmt
     expected = np.asarray(expected, dtype=np.float64)
     if isinstance(actual_raw, NotANumber):
         return Mismatch("type", [f"Expected a single number, got {actual_raw.type_name}."]), float("nan")
@@ -60,7 +74,14 @@ def compare(actual_raw, expected: np.ndarray, tol: Tolerance,
     if expected.ndim == 0 and actual.size == 1:
         actual = actual.reshape(())
     if actual.shape != expected.shape:
-        return Mismatch("shape", [f"Shape: yours {actual.shape}, expected {expected.shape}."]), float("nan")
+        if expected.ndim == 1 and actual.ndim == 1:
+            text = f"Yours has {actual.shape[0]} values, expected {expected.shape[0]}."
+        elif parts and len(parts) == expected.shape[0] and actual.ndim == expected.ndim \
+                and actual.shape[0] == expected.shape[0]:
+            text = f"Shape of each of {', '.join(parts)}: yours {actual.shape[1:]}, expected {expected.shape[1:]}."
+        else:
+            text = f"Shape: yours {actual.shape}, expected {expected.shape}."
+        return Mismatch("shape", [text]), float("nan")
     if not (np.issubdtype(actual.dtype, np.floating) or np.issubdtype(actual.dtype, np.integer)):
         return Mismatch("dtype", [f"dtype: yours {actual.dtype}, expected a floating-point array."]), float("nan")
     if np.issubdtype(actual.dtype, np.integer) and not np.all(expected == np.round(expected)):
@@ -74,7 +95,7 @@ def compare(actual_raw, expected: np.ndarray, tol: Tolerance,
         index = tuple(int(i) for i in np.argwhere(bad_nan)[0])
         where = describe_index(index) if describe_index else f"index {list(index)}"
         return Mismatch("nan", [f"{int(bad_nan.sum())} of {n} values are NaN or infinite, "
-                                f"first at {where} (expected {_fmt(expected[index])})."]), float("inf")
+                                f"first at {where} (expected {value(expected[index])})."]), float("inf")
     diff = np.abs(actual - expected)
     max_abs = float(diff.max()) if n else 0.0
     ok = tol.close(actual, expected)
@@ -83,11 +104,28 @@ def compare(actual_raw, expected: np.ndarray, tol: Tolerance,
     n_bad = int((~ok).sum())
     index = tuple(int(i) for i in np.unravel_index(int(np.argmax(np.where(ok, -1.0, diff))), diff.shape))
     where = describe_index(index) if describe_index else f"[{', '.join(map(str, index))}]"
-    shape_note = f"Shape OK {actual.shape}. " if actual.ndim else ""
+    if parts and len(parts) == actual.shape[0] and actual.ndim >= 2:
+        shape_note = f"Shapes OK ({', '.join(parts)}: {actual.shape[1:]} each). "
+    else:
+        shape_note = f"Shape OK {actual.shape}. " if actual.ndim >= 2 else ""
+    allowed = "" if tol.exact else f" (allowed {tol.describe()})"
+    if not reveal:
+        index = tuple(int(i) for i in np.argwhere(~ok)[0])
+        where = describe_index(index) if describe_index else f"[{', '.join(map(str, index))}]"
+        if n == 1:
+            return Mismatch("values", [f"Yours {value(actual[index])} is not right{allowed}."], max_abs), max_abs
+        return Mismatch("values", [f"{n_bad} of {n} values are not right{allowed}; the first is {where}: "
+                                   f"yours {value(actual[index])}."], max_abs), max_abs
+    if n == 1:
+        return Mismatch("values", [f"Yours {value(actual[index])}, expected {value(expected[index])}{allowed}."],
+                        max_abs), max_abs
+    largest = "Largest difference" if not tol.exact else "First difference"
+    if tol.exact:
+        index = tuple(int(i) for i in np.argwhere(~ok)[0])
+        where = describe_index(index) if describe_index else f"[{', '.join(map(str, index))}]"
     return Mismatch("values", [
         f"{shape_note}{n_bad} of {n} values differ.",
-        f"Largest difference at {where}: yours {_fmt(actual[index])}, expected {_fmt(expected[index])} "
-        f"(allowed {tol.describe()}).",
+        f"{largest} at {where}: yours {value(actual[index])}, expected {value(expected[index])}{allowed}.",
     ], max_abs), max_abs
 
 

@@ -44,21 +44,17 @@ def _applicable(inputs, mistakes: list[Mistake], outputs: Callable[[int], Any] |
             yield mistake, wrong
 
 
+def matching(actual, inputs, mistakes: list[Mistake], expected: np.ndarray,
+             tol: Tolerance, outputs: Callable[[int], Any] | None = None):
+    """Each mistake whose output equals ``actual`` and differs from ``expected``, in catalogue order."""
+    actual = to_numpy(actual)
+    if actual is None:
+        return
+    yield from (mistake for mistake, wrong in _applicable(inputs, mistakes, outputs)
+                if agrees(actual, wrong, tol) and not agrees(wrong, expected, tol))
+
+
 def identify(actual, inputs, mistakes: list[Mistake], expected: np.ndarray,
              tol: Tolerance, outputs: Callable[[int], Any] | None = None) -> Mistake | None:
     """The first mistake whose output equals ``actual`` and differs from ``expected``."""
-    actual = to_numpy(actual)
-    if actual is None:
-        return None
-    return next((mistake for mistake, wrong in _applicable(inputs, mistakes, outputs)
-                 if agrees(actual, wrong, tol) and not agrees(wrong, expected, tol)), None)
-
-
-def identify_shape(actual, inputs, mistakes: list[Mistake],
-                   outputs: Callable[[int], Any] | None = None) -> Mistake | None:
-    """A mistake whose output has the student's (wrong) shape, when no value match was found."""
-    actual = to_numpy(actual)
-    if actual is None:
-        return None
-    return next((mistake for mistake, wrong in _applicable(inputs, mistakes, outputs)
-                 if np.asarray(wrong).shape == actual.shape), None)
+    return next(matching(actual, inputs, mistakes, expected, tol, outputs), None)

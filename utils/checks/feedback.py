@@ -17,18 +17,23 @@ class Report:
     headline: str                      # "deform_conv2d does not match torchvision.ops.deform_conv2d"
     case: str = ""                     # "Case 3 of 6: N=2, C_in=3, ..."
     details: list[str] = field(default_factory=list)   # shape / values lines
+    # Where and how the values differ when no catalogued mistake explains them (utils.checks.characterise)
+    pattern: list[str] = field(default_factory=list)
     likely_cause: str = ""             # a named mistake, when one matched
     hint: str = ""
+    section: str = ""                  # the notebook section to reread ("2.1 The LSTM cell")
 
     def lines(self) -> list[str]:
         out = [f"✗ {self.headline}"]
         if self.case:
             out.append(f"  {self.case}")
-        out.extend(f"  {line}" for line in self.details)
+        out.extend(f"  {line}" for line in self.details + self.pattern)
         if self.likely_cause:
             out.append(f"  Likely cause: {self.likely_cause}")
         if self.hint:
             out.append(f"  Hint: {self.hint}")
+        if self.section:
+            out.append(f"  See the notebook section “{self.section}”.")
         return out
 
     def text(self) -> str:
@@ -43,10 +48,14 @@ class Report:
         if self.details:
             parts.append("<pre style='margin:4px 0'>" +
                          html.escape("\n".join(self.details)) + "</pre>")
+        if self.pattern:
+            parts.append("<div>" + html.escape(" ".join(self.pattern)) + "</div>")
         if self.likely_cause:
             parts.append(f"<div><b>Likely cause:</b> {html.escape(self.likely_cause)}</div>")
         if self.hint:
             parts.append(f"<div><b>Hint:</b> {html.escape(self.hint)}</div>")
+        if self.section:
+            parts.append(f"<div>See the notebook section “{html.escape(self.section)}”.</div>")
         parts.append("</div>")
         return "".join(parts)
 
@@ -83,8 +92,11 @@ class CheckResult:
     n_cases: int
     max_abs_diff: float
     tolerance: str
+    exact: bool = False                # whole-number answers: no difference or tolerance worth stating
 
     def text(self) -> str:
+        if self.exact:
+            return f"✓ {self.function} matches {self.reference} on all {self.n_cases} cases (exactly)."
         return (f"✓ {self.function} matches {self.reference} on all {self.n_cases} cases "
                 f"(largest difference {self.max_abs_diff:.1e}, allowed {self.tolerance}).")
 
@@ -98,8 +110,9 @@ class CheckResult:
                 f'style="border-left:4px solid #2e7d32;padding:4px 10px;margin:2px 0">'
                 f'<b style="color:#2e7d32">✓ Passed:</b> <code>{html.escape(self.function)}</code> '
                 f"matches {html.escape(self.reference)} on {cases}."
-                f'<div style="opacity:0.75;font-size:90%">Largest difference {self.max_abs_diff:.1e}, '
-                f"allowed {html.escape(self.tolerance)}.</div></div>")
+                + ("</div>" if self.exact else
+                   f'<div style="opacity:0.75;font-size:90%">Largest difference {self.max_abs_diff:.1e}, '
+                   f"allowed {html.escape(self.tolerance)}.</div></div>"))
 
 
 def raise_failure(report: Report, kind: type[CheckFailure] = CheckFailure):

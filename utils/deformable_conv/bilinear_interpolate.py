@@ -10,32 +10,38 @@ from __future__ import annotations
 import numpy as np
 
 from utils.checks.adapters import numbers
+from utils.checks.characterise import Layout
 from utils.checks.diagnose import Mistake
 from utils.checks.exercise import Case, Exercise, run_check, visible_then_hidden
 from utils.checks.feedback import show
+from utils.checks.rules import kept_unchanged
 from utils.checks.seeding import case_rng
 
 # rule of computations.bilinear_numpy -> (mistake name, hint), shared by bilinear_interpolate and deform_conv2d
 SAMPLING_MISTAKES = {
     "clamp": ("pixels outside the image are clamped to the border instead of being zero",
-              "a corner outside the image contributes 0 (zero padding), not the nearest border pixel."),
+              "a corner outside the image contributes 0 (zero padding), not the nearest border pixel "
+              "(section 2, “Outside the image”)."),
     "trunc": ("`int()` is used instead of floor: for negative coordinates int(-0.5) = 0 but floor(-0.5) = -1",
-              "use np.floor (then int) so the top-left corner is always at or before q."),
+              "int() rounds towards zero; the top-left corner must be at or before q, also for negative q "
+              "(section 2, the first trap)."),
     "wrap": ("negative indices wrap around: a_l[-1, x] reads the last row instead of giving 0",
-             "test 0 <= y < H and 0 <= x < W before reading a pixel; Python's negative indexing does not raise."),
+             "Python's negative indexing does not raise: decide whether a corner is inside the image before "
+             "you read it (section 2, the second trap)."),
     "bounds_on_q": ("a sample is zeroed whenever q itself is outside [0, H−1]×[0, W−1], "
                     "but corners inside the image must still contribute",
-                    "check each of the four corners separately, not the query point."),
+                    "decide inside/outside for each of the four corners, not for the query point."),
     "corner_mix": ("the corners are mixed up when interpolating Y first (the top-right corner is weighted by the "
                    "x-fraction of the left column and v_11 is missing)",
-                   "interpolate along X on the top row (v_00, v_01) and the bottom row (v_10, v_11), then along Y."),
+                   "all four corners take part: blend along x within the top row and within the bottom row, "
+                   "then blend the two rows along y (section 2's table names the corners)."),
     "corner_mix_diagonal": ("the x-fraction is applied to the vertical neighbours: v_00 and v_10 are blended by dx",
-                            "v_01 is the right neighbour (same row, x + 1); "
-                            "v_10 is the one below (y + 1, same column)."),
+                            "v_01 is the right neighbour (same row, next column); "
+                            "v_10 is the one below (next row, same column)."),
     "ceil": ("at exact integer positions a corner is counted twice: ceil(q) equals floor(q) there",
-             "take the second corner as floor(q) + 1, not ceil(q)."),
+             "the second corner is always one pixel after the first, also when q is a whole number."),
     "swap_yx": ("q_y and q_x are swapped: rows are indexed with x and columns with y",
-                "a_l[y, x]: the first index is the row (y), the second the column (x)."),
+                "the first index of a_l is the row (y), the second the column (x)."),
 }
 
 EXERCISE = "bilinear_interpolate"
@@ -89,9 +95,14 @@ def _cases(hidden: bool) -> list[Case]:
     return cases
 
 
+RULE = "bilinear_interpolate leaves a_l as it is (the notebook's introduction: your functions must not modify " \
+       "the arrays they are given)"
+
+
 def _call(fn, inputs):
     a_l = inputs["a_l"]
-    return numbers([fn(a_l, float(q_y), float(q_x)) for q_y, q_x in inputs["points"]])
+    with kept_unchanged({"a_l": a_l}, rule=RULE):
+        return numbers([fn(a_l, float(q_y), float(q_x)) for q_y, q_x in inputs["points"]])
 
 
 def _reference(inputs):
@@ -111,6 +122,15 @@ def _sampled_with(rule):
 
 MISTAKES = [Mistake(name, hint, _sampled_with(rule)) for rule, (name, hint) in SAMPLING_MISTAKES.items()]
 
+
+def _points(case: Case, holds) -> bool:
+    H, W = case.inputs["a_l"].shape
+    return any(holds(float(q_y), float(q_x), H, W) for q_y, q_x in case.inputs["points"])
+
+
+def _fractional(v: float) -> bool:
+    return v != float(np.floor(v))
+
 BILINEAR = Exercise(
     function="bilinear_interpolate",
     forbidden=("torch.nn.functional.grid_sample",),
@@ -119,9 +139,28 @@ BILINEAR = Exercise(
     reference=_reference,
     call=_call,
     mistakes=MISTAKES,
-    hint="corners at floor(q) and floor(q)+1; a corner outside the image counts as 0; "
-         "interpolate along X on both rows, then along Y.",
-    exception_hints={"IndexError": "a corner outside the image must give 0: test 0 <= y < H and 0 <= x < W first."},
+    hint="compare your corners, fractions and blending order with section 2's table and formulas; a corner "
+         "outside the image contributes 0 while the corners inside still count.",
+    exception_hints={"IndexError": "a corner outside the image must give 0: decide whether it is inside before "
+                                   "reading a_l (section 2, “Outside the image”)."},
+    section="2. Bilinear interpolation",
+    layout=Layout(axes=("query point",)),
+    covers={
+        "points strictly inside, with fractional coordinates":
+            lambda c: _points(c, lambda y, x, H, W: 0 < y < H - 1 and 0 < x < W - 1 and _fractional(y)
+                              and _fractional(x)),
+        "exact integer positions": lambda c: _points(c, lambda y, x, H, W: not _fractional(y) and not _fractional(x)),
+        "the last row and the last column": lambda c: _points(c, lambda y, x, H, W: y == H - 1 and x == W - 1),
+        "a negative fractional coordinate (above or left of the image, some corners inside)":
+            lambda c: _points(c, lambda y, x, H, W: (-1 < y < 0 and -1 < x < W) or (-1 < x < 0 and -1 < y < H)),
+        "past the bottom border, some corners inside": lambda c: _points(c, lambda y, x, H, W: H - 1 < y < H),
+        "past the right border, some corners inside": lambda c: _points(c, lambda y, x, H, W: W - 1 < x < W),
+        "points far outside on every side": lambda c: all(
+            _points(c, test) for test in (lambda y, x, H, W: y <= -1, lambda y, x, H, W: x <= -1,
+                                          lambda y, x, H, W: y >= H, lambda y, x, H, W: x >= W)),
+        "a non-square image": lambda c: c.inputs["a_l"].shape[0] != c.inputs["a_l"].shape[1],
+        "pixel values of both signs": lambda c: bool(np.any(c.inputs["a_l"] < 0) and np.any(c.inputs["a_l"] > 0)),
+    },
 )
 
 

@@ -44,7 +44,7 @@ from utils.grading.in_kernel.recording import (
 )
 
 REPORT_FIELDS = {f.name for f in fields(Report)}
-REPORT_LIST_FIELDS = {"details"}   # the Report fields that are lists of texts; the others are texts
+REPORT_LIST_FIELDS = {f.name for f in fields(Report) if f.default_factory is list}   # lists of texts; the others: texts
 MAX_JSON_BYTES = 2**20             # the recorder's JSON for one cell is a few kB
 MAX_ARRAYS = 1000                  # most arrays one cell may record (checks × cases)
 NPY_MAX_HEADER_BYTES = 10_000      # numpy's own default for .npy headers

@@ -1,9 +1,11 @@
 """``rnn_forward`` and ``rnn_gradients``: two exercises on the same settings and case builder.
 
 * ``rnn_forward(params, inputs, h0) -> (logits, h_T)``: inputs (T, V), h0 (H,), logits (T, V), h_T (H,);
-  the sequence is fed in two calls, the second starting from the h_T the first returned.
+  the sequence is fed in two calls, the second starting from the h_T the first returned. Rules: each call's
+  logits and h_T have their own shapes, and no argument is changed in place.
 * ``rnn_gradients(params, inputs, targets, h0, forward, loss_fn) -> dict``: the gradients of the loss
-  with ``torch.autograd.grad``, given a correct ``forward`` and ``loss_fn``.
+  with ``torch.autograd.grad``, given a correct ``forward`` and ``loss_fn``. Rules: ``.grad`` of the
+  parameters stays untouched (Exercise 1.6 asks for ``torch.autograd.grad``), no argument changes in place.
 
 References are ``torch.nn.RNN`` (tanh) + ``torch.nn.Linear`` holding the case's weights, in float64.
 Each exercise draws its own inputs (its name seeds the generator) from the settings below.
@@ -15,9 +17,11 @@ import torch
 import torch.nn.functional as F
 
 from utils.checks.adapters import float64_tensor
+from utils.checks.characterise import Layout
 from utils.checks.diagnose import Mistake
 from utils.checks.exercise import Case, Exercise, run_check, visible_then_hidden
 from utils.checks.feedback import show
+from utils.checks.rules import RuleBroken, kept_unchanged, require_shape
 from utils.checks.seeding import case_rng
 from utils.rnn.shared import PARAM_NAMES, array_or_value, splits, torch_rnn_modules
 
@@ -27,7 +31,8 @@ SETTINGS = [  # (V, H, T, one-hot inputs, random h0)
     (4, 4, 5, False, True),
     (6, 3, 7, True, True),
 ]
-HIDDEN_SETTINGS = [(8, 5, 10, True, True), (5, 5, 4, False, True), (7, 6, 9, False, False)]
+HIDDEN_SETTINGS = [(8, 5, 10, True, True), (5, 5, 4, False, True), (7, 6, 9, False, False), (4, 3, 2, True, True)]
+IN_PLACE_RULE = "your functions do not change their arguments in place (the notebook's introduction)"
 
 
 def _inputs(exercise, number, setting, salt):
@@ -83,11 +88,8 @@ def _torch_rnn_outputs(inputs):
 
 def _forward_description(setting, inputs):
     (a, b), *rest = inputs["splits"]
-    if rest:
-        how = (f"; the sequence is fed in two calls, steps {a}..{b - 1} from h0, then the rest from the "
-               "h_T your first call returned; compared: all logits (T, V)")
-    else:
-        how = "; compared: logits (T, V)"
+    how = (f"; fed in two calls: steps {a}..{b - 1} from h0, then the rest from the h_T your first call returned"
+           if rest else "")
 
     def describe(index):
         t, v = index
@@ -112,13 +114,20 @@ def _chunked(step, x, h0, chunks):
 def _forward_call(fn, inputs):
     params = {k: float64_tensor(v) for k, v in inputs["params"].items()}
 
+    V, H = params["W_xh"].shape[1], params["W_xh"].shape[0]
+
     def step(x_chunk, h):
-        result = fn(params, x_chunk, h)
+        with kept_unchanged({"params": params, "inputs": x_chunk, "h0": h}, rule=IN_PLACE_RULE):
+            result = fn(params, x_chunk, h)
         if not (isinstance(result, (tuple, list)) and len(result) == 2):
             raise TypeError(f"rnn_forward must return (logits, h_T), got {type(result).__name__}")
         logits, h_T = result
         if isinstance(logits, (list, tuple)) and logits and isinstance(logits[0], torch.Tensor):
             logits = torch.stack(list(logits))
+        T = len(x_chunk)
+        require_shape(logits, (T, V), what=f"logits (for {T} input step{'s' if T > 1 else ''})",
+                      rule="logits has shape (T, V), one row per input step (Exercise 1.4)")
+        require_shape(h_T, (H,), what="h_T", rule="h_T has the shape (H,) of h0 (Exercise 1.4)")
         return array_or_value(logits), (h_T if isinstance(h_T, torch.Tensor) else float64_tensor(h_T))
 
     parts = _chunked(step, float64_tensor(inputs["inputs"]), float64_tensor(inputs["h0"]), inputs["splits"])
@@ -135,8 +144,8 @@ def torch_rnn_logits(inputs) -> np.ndarray:
         return head(out[:, 0]).numpy()
 
 
-def rnn_numpy(p, x, h0, *, transpose_hh=False, bias_xh=True, bias_hh=True,
-              tanh_output=False, reset_h=False, ignore_h0=False, return_h0=False, relu=False):
+def rnn_numpy(p, x, h0, *, transpose_hh=False, bias_xh=True, bias_hh=True, tanh_output=False,
+              reset_h=False, reset_to_h0=False, ignore_h0=False, return_h0=False, relu=False, read_prev=False):
     """The vanilla RNN over one sequence -> (logits (T, V), h_T); keyword switches reproduce known mistakes."""
     W_xh = p["W_xh"]
     W_hh = p["W_hh"].T if transpose_hh else p["W_hh"]
@@ -144,11 +153,11 @@ def rnn_numpy(p, x, h0, *, transpose_hh=False, bias_xh=True, bias_hh=True,
     h = zeros if ignore_h0 else h0
     logits = []
     for x_t in x:
-        h_prev = zeros if reset_h else h
+        h_prev = zeros if reset_h else (h0 if reset_to_h0 else h)
         a = W_xh @ x_t + W_hh @ h_prev
         a = a + (p["b_xh"] if bias_xh else 0) + (p["b_hh"] if bias_hh else 0)
         h = np.maximum(a, 0) if relu else np.tanh(a)
-        s = p["W_hy"] @ h + p["b_y"]
+        s = p["W_hy"] @ (h_prev if read_prev else h) + p["b_y"]
         logits.append(np.tanh(s) if tanh_output else s)
     return np.array(logits), (h0 if return_h0 else h)
 
@@ -161,24 +170,28 @@ def _forward_computed_with(**switches):
     return compute
 
 
+_BIASES = "the formula above Exercise 1.4 adds both hidden biases, b_xh and b_hh, inside the tanh."
+_CARRY = ("the state flows from each step to the next: take it from h0 once, before the loop, and let every step "
+          "start from the state the step before produced.")
 _FORWARD_SWITCHES = [  # (switches of rnn_numpy, mistake name, hint)
-    (dict(transpose_hh=True), "W_hh is transposed: `h @ W_hh` computes W_hhᵀ h_{t−1}",
-     "write W_hh @ h (matrix times column vector), not h @ W_hh."),
-    (dict(bias_xh=False), "a missing bias: b_xh is not added to the hidden pre-activation",
-     "both biases enter the hidden state: W_xh x_t + b_xh + W_hh h_{t−1} + b_hh."),
-    (dict(bias_hh=False), "a missing bias: b_hh is not added to the hidden pre-activation",
-     "both biases enter the hidden state: W_xh x_t + b_xh + W_hh h_{t−1} + b_hh."),
-    (dict(bias_xh=False, bias_hh=False), "a missing bias: neither b_xh nor b_hh is added",
-     "h_t = tanh(W_xh x_t + b_xh + W_hh h_{t−1} + b_hh)."),
+    (dict(transpose_hh=True), "W_hh is applied transposed (h @ W_hh multiplies by W_hhᵀ)",
+     "in the formula W_hh multiplies the column vector h_{t−1} from the left; a row vector needs W_hh's transpose."),
+    (dict(bias_xh=False), "a missing bias: b_xh is not added to the hidden pre-activation", _BIASES),
+    (dict(bias_hh=False), "a missing bias: b_hh is not added to the hidden pre-activation", _BIASES),
+    (dict(bias_xh=False, bias_hh=False), "a missing bias: neither b_xh nor b_hh is added", _BIASES),
     (dict(tanh_output=True), "tanh on the output: the logits s_t must be linear",
-     "s_t = W_hy @ h_t + b_y, no activation: log-softmax in the loss turns the logits into probabilities."),
-    (dict(reset_h=True), "h reset inside the loop: every step starts from zeros instead of h_{t−1}",
-     "initialise h = h0 once, before the loop; inside the loop only update h = tanh(...)."),
+     "no activation on the read-out: the loss turns the logits into probabilities with a log-softmax."),
+    (dict(reset_h=True), "the state is reset to zeros at every step instead of carrying h_{t−1}", _CARRY),
+    (dict(reset_to_h0=True), "every step starts again from h0 instead of from the previous step's state", _CARRY),
     (dict(ignore_h0=True), "h0 is ignored: the first step starts from zeros instead of the h0 argument",
-     "start with h = h0; the check feeds the sequence in two calls and passes your returned h_T as h0."),
+     "start from the h0 you are given: the check feeds the sequence in two calls, the second from the h_T "
+     "your first call returned."),
     (dict(return_h0=True), "the returned h_T is the initial state h0, not the state after the last step",
-     "return the h of the last loop iteration: it carries the sequence into the next call."),
-    (dict(relu=True), "ReLU instead of tanh for the hidden state", "h_t = torch.tanh(...)."),
+     "return the state after the last step: it carries the sequence into the next call."),
+    (dict(relu=True), "ReLU instead of tanh for the hidden state",
+     "the hidden state uses tanh, bounded in (−1, 1), as in the formula above Exercise 1.4."),
+    (dict(read_prev=True), "the logits are read from the state before the update (h_{t−1}) instead of the new h_t",
+     "update the state first, then read the step's logits from the new state."),
 ]
 FORWARD_MISTAKES = [Mistake(name, hint, _forward_computed_with(**switches))
                     for switches, name, hint in _FORWARD_SWITCHES]
@@ -191,10 +204,23 @@ FORWARD = Exercise(
     reference=torch_rnn_logits,
     call=_forward_call,
     mistakes=FORWARD_MISTAKES,
-    hint="h = h0; for each x_t: h = tanh(W_xh @ x_t + b_xh + W_hh @ h + b_hh); s_t = W_hy @ h + b_y; "
-         "return (torch.stack(logits), h).",
+    hint="follow the formula above Exercise 1.4 step by step: the same weights at every step, the state carried "
+         "from one step to the next starting at h0, linear logits stacked into (T, V), and the last state returned.",
     exception_hints={"RuntimeError": "a shape or dtype mismatch: W_xh is (H, V), W_hh (H, H), W_hy (V, H); "
                                      "x_t = inputs[t] is (V,); new tensors should use dtype=inputs.dtype."},
+    section="Exercise 1.4",
+    layout=Layout(axes=("time step", "character")),
+    covers={
+        "one-hot inputs": lambda c: bool(np.all(c.inputs["inputs"].sum(axis=1) == 1)
+                                         and np.all((c.inputs["inputs"] == 0) | (c.inputs["inputs"] == 1))),
+        "dense inputs (not one-hot)": lambda c: bool(np.any((c.inputs["inputs"] != 0) & (c.inputs["inputs"] != 1))),
+        "a random h0": lambda c: bool(np.any(c.inputs["h0"] != 0)),
+        "a zero h0": lambda c: bool(np.all(c.inputs["h0"] == 0)),
+        "H = V": lambda c: c.inputs["params"]["W_xh"].shape[0] == c.inputs["params"]["W_xh"].shape[1],
+        "H ≠ V": lambda c: c.inputs["params"]["W_xh"].shape[0] != c.inputs["params"]["W_xh"].shape[1],
+        "a sequence fed in two calls": lambda c: len(c.inputs["splits"]) == 2,
+        "calls of a single time step": lambda c: all(b - a == 1 for a, b in c.inputs["splits"]),
+    },
 )
 
 
@@ -232,18 +258,24 @@ def _gradients_description(setting, inputs):
                 return f"grads[{name!r}][{', '.join(str(int(w)) for w in where)}]"
             i -= size
         return f"index {index[0]}"
-    return (_describe_setting(setting) + "; compared: the six gradients flattened in the order "
-            + ", ".join(PARAM_NAMES)), describe
+    return _describe_setting(setting), describe
 
 
 def _gradients_cases(hidden: bool) -> list[Case]:
     return _cases("rnn_gradients", hidden, _gradients_description)
 
 
+GRAD_RULE = "use torch.autograd.grad, which leaves .grad untouched (Exercise 1.6)"
+
+
 def _gradients_call(fn, inputs):
     params = {k: float64_tensor(v, requires_grad=True) for k, v in inputs["params"].items()}
-    grads = fn(params, float64_tensor(inputs["inputs"]), torch.as_tensor(inputs["targets"]),
-               float64_tensor(inputs["h0"]), forward=torch_rnn_forward, loss_fn=torch_rnn_loss)
+    x, y, h0 = float64_tensor(inputs["inputs"]), torch.as_tensor(inputs["targets"]), float64_tensor(inputs["h0"])
+    with kept_unchanged({"params": params, "inputs": x, "targets": y, "h0": h0}, rule=IN_PLACE_RULE):
+        grads = fn(params, x, y, h0, forward=torch_rnn_forward, loss_fn=torch_rnn_loss)
+    touched = [name for name, p in params.items() if p.grad is not None]
+    if touched:
+        raise RuleBroken(GRAD_RULE, f"params[{touched[0]!r}].grad was filled in (by .backward()?)")
     if not isinstance(grads, dict):
         return grads
     parts = []
@@ -276,14 +308,19 @@ def _times_T(inputs):
     return torch_rnn_gradients(inputs) * len(inputs["targets"])
 
 
+def _from_zero_state(inputs):
+    return torch_rnn_gradients({**inputs, "h0": np.zeros_like(inputs["h0"])})
+
+
 GRADIENTS_MISTAKES = [
-    Mistake("the gradients are doubled: .grad accumulated over two backward passes",
-            "use torch.autograd.grad(loss, p, retain_graph=True)[0]: it returns the gradient "
-            "without adding it to p.grad.", _doubled),
-    Mistake("the gradients have the wrong sign (you returned the update −lr·grad direction)",
+    Mistake("the gradients are twice the expected ones: the loss (or each gradient) was counted twice",
+            "compute the loss once and ask autograd once per parameter; nothing is added up.", _doubled),
+    Mistake("the gradients have the wrong sign (the direction of the update −lr·grad, not the gradient)",
             "return ∂loss/∂p itself; the optimizer subtracts it.", _negated),
     Mistake("the gradients are T times too large: the loss was summed over time steps",
-            "use loss_fn(logits, targets) as given (it averages over time).", _times_T),
+            "use the loss_fn you are given, as it is: it averages over the time steps.", _times_T),
+    Mistake("the forward pass started from zeros instead of the h0 argument",
+            "pass the h0 you are given on to forward.", _from_zero_state),
 ]
 
 GRADIENTS = Exercise(
@@ -293,11 +330,20 @@ GRADIENTS = Exercise(
     reference=torch_rnn_gradients,
     call=_gradients_call,
     mistakes=GRADIENTS_MISTAKES,
-    hint="logits, _ = forward(params, inputs, h0); loss = loss_fn(logits, targets); for each name: "
-         "grads[name] = torch.autograd.grad(loss, params[name], retain_graph=True)[0].",
+    hint="run the forward and loss_fn you are given, then ask torch.autograd.grad for the gradient of that loss "
+         "with respect to each parameter, keeping the graph between calls; return a dict with the keys of params.",
     exception_hints={"RuntimeError": "'Trying to backward through the graph a second time': each "
                                      "torch.autograd.grad call frees the graph unless retain_graph=True.",
                      "KeyError": f"return a dict with the keys {', '.join(PARAM_NAMES)}."},
+    section="Exercise 1.6",
+    covers={
+        "one-hot inputs": lambda c: bool(np.all((c.inputs["inputs"] == 0) | (c.inputs["inputs"] == 1))),
+        "dense inputs (not one-hot)": lambda c: bool(np.any((c.inputs["inputs"] != 0) & (c.inputs["inputs"] != 1))),
+        "a random h0": lambda c: bool(np.any(c.inputs["h0"] != 0)),
+        "a zero h0": lambda c: bool(np.all(c.inputs["h0"] == 0)),
+        "H ≠ V": lambda c: c.inputs["params"]["W_xh"].shape[0] != c.inputs["params"]["W_xh"].shape[1],
+        "T = 2 (a short sequence)": lambda c: len(c.inputs["targets"]) == 2,
+    },
 )
 
 

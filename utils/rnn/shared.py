@@ -92,13 +92,13 @@ def sigmoid(z):
 
 
 def lstm_cell_numpy(x, h, c, W_ih, W_hh, b_ih, b_hh, *, order="ifgo", candidate_sigmoid=False,
-                    tanh_c=True, forget=True, bias_hh=True):
+                    tanh_c=True, forget=True, bias_hh=True, bias_ih=True):
     """One LSTM step in torch's layout: x (B, D), h and c (B, H) -> (h, c).
 
     ``order`` names the gate held by each of the 4 row blocks ("ifgo" is torch's); the other switches
     reproduce known mistakes.
     """
-    z = x @ W_ih.T + b_ih + h @ W_hh.T + (b_hh if bias_hh else 0)
+    z = x @ W_ih.T + (b_ih if bias_ih else 0) + h @ W_hh.T + (b_hh if bias_hh else 0)
     blocks = dict(zip(order, np.split(z, 4, axis=-1), strict=True))
     i, f, o = sigmoid(blocks["i"]), sigmoid(blocks["f"]), sigmoid(blocks["o"])
     g = sigmoid(blocks["g"]) if candidate_sigmoid else np.tanh(blocks["g"])

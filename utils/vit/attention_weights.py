@@ -11,21 +11,26 @@ import torch
 
 from utils.attention import mha
 from utils.checks.adapters import float64_array, float64_tensor, returned_array
+from utils.checks.characterise import Layout
 from utils.checks.diagnose import Mistake
 from utils.checks.exercise import Case, Exercise, run_check, visible_then_hidden
 from utils.checks.feedback import show
 from utils.checks.seeding import case_rng
 
-# (N, T, D, num_heads)
-_SETTINGS = [(1, 3, 2, 1), (2, 5, 8, 2), (2, 17, 16, 4)]
-_HIDDEN_SETTINGS = [(3, 10, 12, 3), (1, 7, 6, 1), (2, 9, 32, 8)]
+# (N, T, D, num_heads, large): large scores beyond ±709, where exp overflows in float64
+_SETTINGS = [(1, 3, 2, 1, False), (2, 5, 8, 2, False), (2, 17, 16, 4, False)]
+_HIDDEN_SETTINGS = [(3, 10, 12, 3, False), (1, 7, 6, 1, False), (2, 9, 32, 8, False), (2, 6, 4, 2, True)]
 
 # The scaling mistakes, shared with the ViT model's.
 NO_SCALING = "no √d_k scaling: the attention scores q·k were not divided by √d_k"
-NO_SCALING_HINT = ("softmax(q kᵀ / √d_k) with d_k = hidden_dim // num_heads, the size of one head "
+NO_SCALING_HINT = ("the scores of each head are scaled down by √d_k, the square root of the size of one head "
+                   "(d_k = hidden_dim // num_heads), before the softmax; section 7 says why "
                    "(nn.MultiheadAttention does this for you).")
 SQRT_D = "the attention scores were divided by √hidden_dim instead of √d_k (d_k = hidden_dim / num_heads)"
-SQRT_D_HINT = "each head has d_k = hidden_dim // num_heads features; divide its scores by math.sqrt(d_k)."
+SQRT_D_HINT = ("the divisor is the square root of the size of one head, d_k = hidden_dim // num_heads, "
+               "not of the whole hidden_dim.")
+DK = "the attention scores were divided by d_k instead of √d_k"
+DK_HINT = "the divisor is the square root of d_k, not d_k itself."
 
 
 def score_divisor(scale: str) -> str:
@@ -61,6 +66,24 @@ def attention_weights_variant(x, in_proj_weight, in_proj_bias, num_heads, *, sca
     return float64_array(weights.mean(dim=1) if average else weights)
 
 
+def scores(x, W, b, num_heads) -> np.ndarray:
+    """The scaled scores (N, h, T, T) before the softmax, in float64."""
+    x = np.asarray(x, dtype=np.float64)
+    N, T, D = x.shape
+    d_k = D // num_heads
+    q, k = (x @ W[i * D:(i + 1) * D].T + b[i * D:(i + 1) * D] for i in (0, 1))
+    q, k = (a.reshape(N, T, num_heads, d_k).transpose(0, 2, 1, 3) for a in (q, k))
+    return q @ k.transpose(0, 1, 3, 2) / np.sqrt(d_k)
+
+
+def _extreme_rows(case) -> bool:
+    """Scores beyond ±709 with row maxima of both signs, 800 or more apart within one head's matrix."""
+    s = scores(case.inputs["x"], case.inputs["in_proj_weight"], case.inputs["in_proj_bias"], case.inputs["num_heads"])
+    row_max = s.max(axis=-1)
+    return bool(np.abs(s).max() > 709 and (row_max > 0).any() and (row_max < 0).any()
+                and (np.ptp(row_max, axis=-1) > 800).any())
+
+
 def _describe_index(index):
     return (f"[{index[0]}, {index[1]}, {index[2]}, {index[3]}] = sequence {index[0]}, "
             f"head {index[1]}, query token {index[2]}, key token {index[3]}")
@@ -69,7 +92,7 @@ def _describe_index(index):
 def _cases(hidden: bool) -> list[Case]:
     cases = []
     settings = visible_then_hidden(_SETTINGS, _HIDDEN_SETTINGS, hidden)
-    for number, ((N, T, D, h), salt) in enumerate(settings, start=1):
+    for number, ((N, T, D, h, large), salt) in enumerate(settings, start=1):
         rng = case_rng("attention_weights", number, salt)
         if number == 1 and not salt:
             x = np.array([[[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]])
@@ -77,6 +100,15 @@ def _cases(hidden: bool) -> list[Case]:
             b = np.zeros(3 * D)
             text = ("N=1, T=3 tokens (1, 0), (0, 1), (1, 1), D=2, 1 head, W_q = W_k = W_v = I, no bias: "
                     "weights = softmax(x xᵀ / √2) row by row (check by hand)")
+        elif large:   # long queries against keys that all lean one way: rows of very different maxima
+            x = rng.normal(size=(N, T, D))
+            W = rng.normal(size=(3 * D, D))
+            W[:D] *= 25
+            W[D:2 * D] *= 2
+            b = 0.5 * rng.normal(size=3 * D)
+            b[D:2 * D] = 30.0
+            text = (f"N={N}, T={T} tokens, D={D}, {h} heads (d_k={D // h}), large scores: up to ±"
+                    f"{np.abs(scores(x, W, b, h)).max():.0f}, row maxima of both signs")
         else:
             x = rng.normal(size=(N, T, D))
             W = rng.normal(size=(3 * D, D)) / np.sqrt(D) * 1.5
@@ -101,25 +133,44 @@ ATTENTION_WEIGHTS = Exercise(
     mistakes=[
         Mistake(NO_SCALING, NO_SCALING_HINT, _variant(scale="none")),
         Mistake(SQRT_D, SQRT_D_HINT, _variant(scale="sqrt_D")),
-        Mistake("the scores were divided by d_k instead of √d_k", NO_SCALING_HINT, _variant(scale="dk")),
+        Mistake(DK, DK_HINT, _variant(scale="dk")),
         Mistake("softmax over the query axis (dim=-2): each column of the weights sums to 1 instead of each row",
-                "softmax(..., dim=-1): for each query, the weights over the keys sum to 1.",
+                "normalise over the keys, the last axis: for each query, its row of weights sums to 1.",
                 _variant(dim=-2)),
         Mistake("queries and keys swapped (the result is the transpose of the scores before the softmax)",
                 "in_proj_weight stacks [W_q; W_k; W_v]: rows 0…D−1 give q, rows D…2D−1 give k.",
                 _variant(swap_qk=True)),
-        Mistake("heads split in the wrong order: (N, T, D) was reshaped straight to (N, h, T, d_k)",
-                "reshape to (N, T, h, d_k) first, then transpose(1, 2) to (N, h, T, d_k).",
+        Mistake("heads split in the wrong order: the projected N×T×D tensor was reshaped straight to N×h×T×d_k",
+                "feature f of a token belongs to head f // d_k of that same token: split the feature axis "
+                "into (head, d_k) first, and only then move the head axis in front of the token axis.",
                 _variant(split="no_transpose")),
-        Mistake("the in_proj bias was left out", "q = x @ W_q.T + b_q with b_q = in_proj_bias[:D], and the same "
-                "for k.", _variant(bias=False)),
-        Mistake("the weights were averaged over the heads: return one (T, T) matrix per head, shape (N, h, T, T)",
+        Mistake("the in_proj bias was left out", "in_proj_bias belongs to the projection: q gets its first D "
+                "entries and k the next D.", _variant(bias=False)),
+        Mistake("the weights were averaged over the heads: return one T×T matrix per head, N×h×T×T in all",
                 "do not take the mean over the head axis; the figure below does that itself.",
                 _variant(average=True)),
     ],
-    hint="q, k = (x @ in_proj_weight.T + in_proj_bias).chunk(3, dim=-1)[:2]; split each into heads "
-         "(N, T, h, d_k) → (N, h, T, d_k); weights = softmax(q kᵀ / √d_k, dim=-1).",
-    exception_hints={"RuntimeError": "check the shapes: d_k = D // num_heads, and q kᵀ needs k.transpose(-2, -1)."},
+    hint="go through section 7 step by step: q and k come from the first two blocks of rows of the packed "
+         "projection, with their bias; each head takes its own d_k consecutive features; each head's scores "
+         "are scaled and turned into weights over the keys. Compare one head with nn.MultiheadAttention("
+         "..., average_attn_weights=False) on a small input. If only the case with large scores fails, "
+         "your softmax overflows: subtract each row's own maximum before the exponential.",
+    exception_hints={"RuntimeError": "check the shapes: each head has d_k = D // num_heads features, and the "
+                                     "scores of one head are (T, T): every query against every key, so the "
+                                     "keys' last two axes are swapped before the product."},
+    section="Exercise 7",
+    layout=Layout(axes=("sequence", "head", "query token", "key token")),
+    covers={
+        "a batch of 2 or more sequences": lambda case: case.inputs["x"].shape[0] >= 2,
+        "a single head": lambda case: case.inputs["num_heads"] == 1,
+        "3 or more heads": lambda case: case.inputs["num_heads"] >= 3,
+        "heads of 2 or more features (d_k ≥ 2)":
+            lambda case: case.inputs["x"].shape[2] // case.inputs["num_heads"] >= 2 and case.inputs["num_heads"] >= 2,
+        "more tokens than features (T > D)": lambda case: case.inputs["x"].shape[1] > case.inputs["x"].shape[2],
+        "fewer tokens than features (T < D)": lambda case: case.inputs["x"].shape[1] < case.inputs["x"].shape[2],
+        "a non-zero in_proj bias": lambda case: bool(np.any(case.inputs["in_proj_bias"] != 0)),
+        "scores beyond ±709, row maxima of both signs and 800 apart": _extreme_rows,
+    },
 )
 
 

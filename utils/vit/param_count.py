@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from utils.checks.adapters import numbers
 from utils.checks.compare import EXACT
 from utils.checks.diagnose import Mistake
 from utils.checks.exercise import Case, Exercise, run_check, visible_then_hidden
 from utils.checks.feedback import show
+from utils.checks.rules import RuleBroken
 from utils.vit.torchvision_vit import SMALL_CONFIG, VIT_B_16, torchvision_vit
 
 _CONFIGS = [SMALL_CONFIG, dict(image_size=8, patch_size=2, num_layers=1, num_heads=1, hidden_dim=4, mlp_dim=6,
@@ -39,7 +39,7 @@ def torchvision_param_count(config: dict) -> int:
 
 def param_count_variant(image_size, patch_size, num_layers, num_heads, hidden_dim, mlp_dim, num_classes,
                         *, class_token=True, pos=True, pos_plus_one=True, biases=True, layer_norms=True,
-                        out_proj=True, per_head=False, one_mlp_layer=False) -> int:
+                        final_ln=True, out_proj=True, per_head=False, one_mlp_layer=False) -> int:
     """The parameter count of torchvision's ViT by formula, with switches for known mistakes."""
     P, D, M, C = patch_size, hidden_dim, mlp_dim, num_classes
     L = (image_size // P) ** 2
@@ -53,59 +53,104 @@ def param_count_variant(image_size, patch_size, num_layers, num_heads, hidden_di
     mlp = D * M + b * M + (0 if one_mlp_layer else M * D + b * D)
     ln = 2 * D * int(layer_norms)
     n += num_layers * (2 * ln + attention + mlp)
-    n += ln                                                      # final LayerNorm
+    n += ln * int(final_ln)                                      # final LayerNorm
     n += D * C + b * C                                           # head
     return n
 
 
 def _cases(hidden: bool) -> list[Case]:
-    configs = [config for config, _ in visible_then_hidden(_CONFIGS, _HIDDEN_CONFIGS, hidden)]
+    cases = []
+    for config, _ in visible_then_hidden(_CONFIGS, _HIDDEN_CONFIGS, hidden):
+        name = "ViT-B/16: " if config == VIT_B_16 else ""
+        cases.append(Case(f"vit_param_count({name}" + ", ".join(f"{k}={v}" for k, v in config.items()) + ")",
+                          {"config": config}))
+    return cases
 
-    def describe(index):
-        c = configs[index[0]]
-        name = "ViT-B/16: " if c == VIT_B_16 else ""
-        return f"vit_param_count({name}" + ", ".join(f"{k}={v}" for k, v in c.items()) + ")"
 
-    return [Case(f"{len(configs)} configurations, ViT-B/16 included", {"configs": configs}, describe)]
+_INT_RULE = "vit_param_count returns the number of parameters as an int (Exercise 6)"
+
+
+def _whole_number(value):
+    """The student's count as a 0-d float64 array if it is an integer (Python, numpy or a one-element integer
+    tensor); a float, even a whole one, breaks the notebook's rule "as an int"."""
+    array = None
+    if isinstance(value, (bool, np.bool_)):
+        raise RuleBroken(_INT_RULE, f"it returned {type(value).__name__} {value}")
+    if isinstance(value, (int, np.integer)):
+        array = np.asarray(value)
+    elif isinstance(value, torch.Tensor) and value.numel() == 1:
+        if value.is_floating_point():
+            raise RuleBroken(_INT_RULE, f"it returned a tensor of dtype {str(value.dtype).replace('torch.', '')}")
+        array = value.detach().cpu().numpy()
+    elif isinstance(value, (float, np.floating)):
+        raise RuleBroken(_INT_RULE, f"it returned the float {value!r}; a / anywhere in the count makes a float")
+    if array is None:
+        return value   # None, a string, several numbers: the comparison names what it got
+    return np.asarray(float(array.reshape(())))
+
+
+def _call(fn, inputs):
+    return _whole_number(fn(**inputs["config"]))
 
 
 def _variant(**switches):
-    return lambda inputs: np.array([param_count_variant(**c, **switches) for c in inputs["configs"]],
-                                   dtype=np.float64)
+    return lambda inputs: np.asarray(float(param_count_variant(**inputs["config"], **switches)))
 
 
 PARAM_COUNT = Exercise(
     function="vit_param_count",
     reference_name="the parameter count of torchvision's VisionTransformer (vit_b_16 for ViT-B/16)",
     make_cases=_cases,
-    reference=lambda inputs: np.array([torchvision_param_count(c) for c in inputs["configs"]], dtype=np.float64),
-    call=lambda fn, inputs: numbers([fn(**c) for c in inputs["configs"]]),
+    reference=lambda inputs: np.asarray(float(torchvision_param_count(inputs["config"]))),
+    call=_call,
     mistakes=[
         Mistake("the class token is not counted, or the position embedding has L rows instead of L + 1 "
                 "(either way D parameters are missing)",
-                "class_token is a learned (1, 1, D) parameter, and pos_embedding has one row per token, "
-                "the class token's included: (1, L + 1, D).",
+                "both are learned: the class token is one D-vector, and the position embedding has one row "
+                "for every token the encoder sees. Count the tokens with the class token in.",
                 _variant(class_token=False)),
-        Mistake("the position embedding is not counted ((L + 1)·D parameters)",
-                "encoder.pos_embedding is learned: one D-vector per token, class token included.",
+        Mistake("the position embedding is not counted",
+                "encoder.pos_embedding is a learned parameter, one D-vector per token: it counts.",
                 _variant(pos=False)),
-        Mistake("biases are not counted", "every nn.Linear, the conv and the attention projections have biases.",
-                _variant(biases=False)),
-        Mistake("LayerNorm parameters are not counted (2·D per LayerNorm: 2 per block + the final one)",
-                "each LayerNorm has a weight and a bias of size D.", _variant(layer_norms=False)),
-        Mistake("the attention output projection (out_proj, D² + D) is not counted",
-                "attention has 4 projections: W_q, W_k, W_v (in_proj, 3D² + 3D) and W_o (out_proj, D² + D).",
-                _variant(out_proj=False)),
+        Mistake("biases are not counted", "the conv, the attention projections, the MLP's two nn.Linear and the "
+                "head each have a bias as well as a weight.", _variant(biases=False)),
+        Mistake("LayerNorm parameters are not counted",
+                "each LayerNorm has a learned weight and a learned bias of size D; there are two in every block "
+                "and one more after the last block.", _variant(layer_norms=False)),
+        Mistake("the final LayerNorm (encoder.ln, after the last block) is not counted",
+                "besides ln_1 and ln_2 in every block, encoder.ln normalises the tokens before the head, "
+                "with its own weight and bias.", _variant(final_ln=False)),
+        Mistake("the attention output projection (out_proj) is not counted",
+                "attention has four D×D projections, W_q, W_k, W_v (packed in in_proj) and W_o (out_proj), "
+                "each with a bias of size D.", _variant(out_proj=False)),
         Mistake("attention counted once per head with full-size projections: the heads split D, they do not "
                 "multiply the parameters", "the number of heads does not change the parameter count.",
                 _variant(per_head=True)),
         Mistake("the MLP has two linear layers (D→mlp_dim→D); only one is counted",
-                "MLP: D·mlp_dim + mlp_dim + mlp_dim·D + D.", _variant(one_mlp_layer=True)),
+                "the MLP goes from D to mlp_dim and back to D: two nn.Linear layers, each with a weight and "
+                "a bias.", _variant(one_mlp_layer=True)),
     ],
     tolerance=EXACT,
-    hint="conv_proj 3·P²·D + D; class token D; pos (L+1)·D with L = (image_size/P)²; per block "
-         "2·2D (LayerNorms) + 4D² + 4D (attention) + 2·D·mlp_dim + mlp_dim + D (MLP); final LayerNorm 2D; "
-         "head D·classes + classes.",
+    hint="go through section 5's list part by part, a weight and a bias wherever there is one: the patch "
+         "embedding, the class token and the position embedding, num_layers blocks, the final LayerNorm and "
+         "the head. To find the part that is off, print your parts for a small configuration next to "
+         "[(name, p.numel()) for name, p in tv_model.named_parameters()], tv_model being the small torchvision "
+         "model built after exercise 3.",
+    section="Exercise 6",
+    covers={
+        "ViT-B/16 (86,567,656)": lambda case: case.inputs["config"] == VIT_B_16,
+        "a single layer": lambda case: case.inputs["config"]["num_layers"] == 1,
+        "3 or more layers": lambda case: case.inputs["config"]["num_layers"] >= 3,
+        "a single head": lambda case: case.inputs["config"]["num_heads"] == 1,
+        "several heads": lambda case: case.inputs["config"]["num_heads"] >= 2,
+        "mlp_dim other than 4·hidden_dim": lambda case: case.inputs["config"]["mlp_dim"] != 4 * case.inputs[
+            "config"]["hidden_dim"],
+        "mlp_dim smaller than hidden_dim": lambda case: case.inputs["config"]["mlp_dim"] < case.inputs["config"][
+            "hidden_dim"],
+        "num_classes other than 1000": lambda case: case.inputs["config"]["num_classes"] != 1000,
+        "image_size / patch_size other than 14": lambda case: case.inputs["config"]["image_size"] // case.inputs[
+            "config"]["patch_size"] != 14,
+    },
 )
 
 

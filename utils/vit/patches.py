@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from utils.checks.adapters import float64_array, float64_tensor, returned_array
+from utils.checks.characterise import Layout
 from utils.checks.diagnose import Mistake
 from utils.checks.exercise import Case, Exercise, run_check, visible_then_hidden
 from utils.checks.feedback import show
@@ -61,10 +62,17 @@ def patch_embed_variant(x, weight, bias, patch_size: int, order: str = "correct"
 
 
 def torchvision_process_input(x, weight, bias, patch_size: int) -> np.ndarray:
-    """torchvision's patch embedding (``conv_proj`` + flatten + permute) for conv weights ``weight``."""
+    """torchvision's patch embedding (``conv_proj`` + flatten + permute) for conv weights ``weight``.
+
+    torchvision's model takes square RGB images only; for other images (the notebook allows any C and
+    H ≠ W) the same convolution is flattened row by row and transposed, as ``_process_input`` does.
+    """
     x, weight, bias = float64_tensor(x), float64_tensor(weight), float64_tensor(bias)
     N, C, H, W = x.shape
-    assert C == 3 and H == W, "torchvision's VisionTransformer takes square RGB images"
+    if C != 3 or H != W:
+        with torch.no_grad():
+            y = F.conv2d(x, weight, bias, stride=patch_size)
+            return float64_array(y.reshape(N, y.shape[1], -1).permute(0, 2, 1))
     config = dict(image_size=H, patch_size=patch_size, num_layers=0, num_heads=1,
                   hidden_dim=weight.shape[0], mlp_dim=1, num_classes=1)
     model = torchvision_vit(config)
@@ -93,8 +101,9 @@ def _describe_image(s, extra=""):
 ORDER_MISTAKES = {
     "column_major": ("patches flattened in the wrong order (column-major): your patches are numbered "
                      "column by column, (i, j) → j·n_h + i",
-                     "torchvision flattens the conv output (N, D, n_h, n_w) row by row: patch (i, j) is number "
-                     "i·n_w + j. Put the n_h axis before the n_w axis before you merge them."),
+                     "torchvision flattens the conv output, a grid of n_h rows and n_w columns of patches, row "
+                     "by row: patch (i, j) is number i·n_w + j. Put the patch-row axis before the patch-column "
+                     "axis when you merge them."),
     "channels_last": ("patches flattened in the wrong order (channels-last): each patch is flattened in "
                       "(P, P, C) order instead of (C, P, P)",
                       "the conv weight (D, C, P, P) pairs with pixels in (C, P, P) order: move the channel "
@@ -103,8 +112,10 @@ ORDER_MISTAKES = {
                  "keep the row (y) axis before the column (x) axis inside each patch."),
     "naive_reshape": ("the image was reshaped straight to (N, L, C·P·P) without moving axes: "
                       "a patch is not a contiguous block of memory",
-                      "reshape to (N, C, n_h, P, n_w, P), permute to (N, n_h, n_w, C, P, P), then reshape "
-                      "to (N, n_h·n_w, C·P·P)."),
+                      "a reshape keeps the memory order, and the pixels of one patch are not next to each "
+                      "other in memory. Give the patch row and the row inside a patch separate axes (the same "
+                      "for columns), and move the axes so that each patch's (C, P, P) values come together "
+                      "before you merge any of them."),
 }
 
 # --------------------------------------------------------------------------- exercise 1: patchify
@@ -144,22 +155,35 @@ def _patchify_reference(inputs):
 
 PATCHIFY = Exercise(
     function="patchify",
-    reference_name="torch.nn.functional.unfold(x, P, stride=P).transpose(1, 2)",
+    reference_name="torch.nn.functional.unfold (kernel and stride P), one patch per row",
     make_cases=lambda hidden: _image_cases("patchify", _PATCHIFY_SETTINGS, _PATCHIFY_HIDDEN, hidden,
                                            _patchify_inputs, _describe_image, _patch_feature_index),
     reference=_patchify_reference,
     call=lambda fn, inputs: returned_array(fn(float64_tensor(inputs["x"]), inputs["patch_size"])),
     mistakes=[Mistake(name, hint, lambda inputs, o=order: patchify_variant(inputs["x"], inputs["patch_size"], o))
               for order, (name, hint) in ORDER_MISTAKES.items()],
-    hint="patch (i, j) holds x[n, :, i·P:(i+1)·P, j·P:(j+1)·P], flattened in (C, P, P) order, "
-         "and is number i·n_w + j in the sequence.",
+    hint="section 1 fixes two orders: the patches row by row over the grid of patches, and the pixels of "
+         "each patch in (C, P, P) order. Try a small image whose pixel values are their own positions "
+         "(torch.arange) and compare your rows with the figure above the exercise.",
+    section="Exercise 1",
+    layout=Layout(axes=("image", "patch", "patch feature")),
+    covers={
+        "a batch of 2 or more images": lambda case: case.inputs["x"].shape[0] >= 2,
+        "a single channel": lambda case: case.inputs["x"].shape[1] == 1,
+        "3 or more channels": lambda case: case.inputs["x"].shape[1] >= 3,
+        "a non-square image wider than tall": lambda case: case.inputs["x"].shape[3] > case.inputs["x"].shape[2],
+        "a non-square image taller than wide": lambda case: case.inputs["x"].shape[2] > case.inputs["x"].shape[3],
+        "a patch size other than 2": lambda case: case.inputs["patch_size"] != 2,
+        "random values of both signs": lambda case: bool((case.inputs["x"] < 0).any()),
+    },
 )
 
 # --------------------------------------------------------------------------- exercises 2 and 3: patch embedding
 
-# (N, C, H, W, P, D); torchvision's patch embedding takes square RGB images
-_EMBED_SETTINGS = [(1, 3, 4, 4, 2, 2), (2, 3, 8, 8, 4, 5), (2, 3, 12, 12, 3, 8)]
-_EMBED_HIDDEN = [(3, 3, 16, 16, 8, 6), (2, 3, 10, 10, 5, 16), (1, 3, 6, 6, 1, 4)]
+# (N, C, H, W, P, D); the reference is torchvision's patch embedding for square RGB images, the same
+# convolution for the others (the notebook allows any C and H ≠ W, as in exercise 1)
+_EMBED_SETTINGS = [(1, 3, 4, 4, 2, 2), (2, 3, 8, 8, 4, 5), (2, 3, 12, 12, 3, 8), (2, 1, 6, 10, 2, 4)]
+_EMBED_HIDDEN = [(3, 3, 16, 16, 8, 6), (2, 3, 10, 10, 5, 16), (1, 3, 6, 6, 1, 4), (2, 2, 12, 6, 3, 5)]
 
 
 def _embed_inputs(rng, s, by_hand):
@@ -218,11 +242,25 @@ def _half_stride(inputs):
     return patch_embed_variant(inputs["x"], inputs["weight"], inputs["bias"], inputs["patch_size"], stride=stride)
 
 
+_EMBED_COVERS = {
+    "a batch of 2 or more images": lambda case: case.inputs["x"].shape[0] >= 2,
+    "a non-square image wider than tall": lambda case: case.inputs["x"].shape[3] > case.inputs["x"].shape[2],
+    "a non-square image taller than wide": lambda case: case.inputs["x"].shape[2] > case.inputs["x"].shape[3],
+    "a number of channels other than 3": lambda case: case.inputs["x"].shape[1] != 3,
+    "patch size 1": lambda case: case.inputs["patch_size"] == 1,
+    "a patch size of 3 or more": lambda case: case.inputs["patch_size"] >= 3,
+    "D larger than C·P·P": lambda case: case.inputs["weight"].shape[0] > np.prod(case.inputs["weight"].shape[1:]),
+    "D smaller than C·P·P": lambda case: case.inputs["weight"].shape[0] < np.prod(case.inputs["weight"].shape[1:]),
+    "a non-zero bias": lambda case: bool(np.any(case.inputs["bias"] != 0)),
+}
+
 _NO_TRANSPOSE = Mistake(
-    "the conv output (N, D, n_h, n_w) was reshaped to (N, L, D) instead of flattened and transposed",
-    "x.flatten(2) gives (N, D, L); then .transpose(1, 2) gives (N, L, D). A reshape never moves the D axis.",
+    "the conv output, N×D×n_h×n_w, was reshaped straight to N×L×D instead of flattened and transposed",
+    "a reshape never moves an axis: D stays in front. Merge the two grid axes into one patch axis first, "
+    "then swap the patch axis and the D axis, as torchvision's code in section 2 does.",
     _embed_variant(no_transpose=True))
-_STRIDE_HINT = "a patch embedding is a P×P convolution with stride P (kernel_size=patch_size, stride=patch_size)."
+_STRIDE_HINT = ("the patches do not overlap: the P×P window moves by a whole patch at each step, so the "
+                "convolution's stride is the patch size, not its default of 1.")
 _STRIDE_MISTAKES = [
     Mistake("conv_proj stride ≠ patch size (stride 1): the windows overlap and there are too many patches",
             _STRIDE_HINT, _embed_variant(stride=1)),
@@ -238,8 +276,12 @@ PATCH_EMBED_LINEAR = Exercise(
     call=_embed_call,
     mistakes=[Mistake(name, hint, _embed_variant(order=order)) for order, (name, hint) in ORDER_MISTAKES.items()]
     + [_NO_TRANSPOSE],
-    hint="z_(i, j) = W · vec(patch (i, j)) + b with W = weight.reshape(D, C·P·P): "
-         "the conv weight's (C, P, P) order is the order of the patch pixels.",
+    hint="cut the patches as in exercise 1 and apply one affine map to all of them; the conv weight "
+         "(D, C, P, P) seen as a (D, C·P·P) matrix pairs with patch pixels in (C, P, P) order. Check one "
+         "patch by hand: embedding d is the sum of weight[d] times that patch, plus bias[d].",
+    section="Exercise 2",
+    layout=Layout(axes=("image", "patch", "embedding feature")),
+    covers=_EMBED_COVERS,
 )
 
 PATCH_EMBED_CONV = Exercise(
@@ -250,8 +292,12 @@ PATCH_EMBED_CONV = Exercise(
     call=_embed_call,
     mistakes=_STRIDE_MISTAKES + [_NO_TRANSPOSE,
                                  Mistake(*ORDER_MISTAKES["column_major"], _embed_variant(order="column_major"))],
-    hint="F.conv2d(x, weight, bias, stride=patch_size) gives (N, D, n_h, n_w); flatten the last two axes "
-         "and transpose to (N, n_h·n_w, D).",
+    hint="the convolution gives a grid N×D×n_h×n_w with one position per patch (the P×P windows do not "
+         "overlap, so there are exactly n_h·n_w of them); the check wants a sequence N×L×D with the patches "
+         "row by row, as torchvision's code in section 2 makes it.",
+    section="Exercise 3",
+    layout=Layout(axes=("image", "patch", "embedding feature")),
+    covers=_EMBED_COVERS,
 )
 
 

@@ -9,9 +9,11 @@ import numpy as np
 import torch
 
 from utils.checks.adapters import float64_array, float64_tensor, returned_array
+from utils.checks.characterise import Layout
 from utils.checks.diagnose import Mistake
 from utils.checks.exercise import Case, Exercise, run_check, visible_then_hidden
 from utils.checks.feedback import show
+from utils.checks.rules import kept_unchanged
 from utils.checks.seeding import case_rng
 
 # (N, L, D)
@@ -61,14 +63,34 @@ def _cases(hidden: bool) -> list[Case]:
         else:
             patches, cls, pos = rng.normal(size=(N, L, D)), rng.normal(size=(1, 1, D)), rng.normal(size=(1, L + 1, D))
             text = f"N={N}, L={L} patches, D={D}, random values"
-        cases.append(Case(text, {"patches": patches, "class_token": cls, "pos_embedding": pos}, _describe_index))
+        token_0 = np.zeros((1, L + 1, 1), dtype=bool)
+        token_0[0, 0] = True
+        cases.append(Case(text, {"patches": patches, "class_token": cls, "pos_embedding": pos}, _describe_index,
+                          regions={"the class token (token 0)": token_0, "the patch tokens": ~token_0}))
     return cases
+
+
+_SIZE_HINT = ("a size mismatch? The class token (1, 1, D) is shared by the N images: it has to be repeated "
+              "(expanded) along the batch axis before it is concatenated; and pos_embedding has L + 1 rows, "
+              "one per token once the class token is in, so it is added after the concatenation.")
 
 
 def _reference(inputs) -> np.ndarray:
     patches = float64_tensor(inputs["patches"])
     tokens = torch.cat([float64_tensor(inputs["class_token"]).expand(len(patches), -1, -1), patches], dim=1)
     return float64_array(tokens + float64_tensor(inputs["pos_embedding"]))
+
+
+_UNCHANGED = "embed_tokens leaves its three inputs unchanged: no in-place operations on them (Exercise 4)"
+
+
+def _call(fn, inputs):
+    given = {name: float64_tensor(inputs[key]) for name, key in (("patch_embeddings", "patches"),
+                                                                  ("class_token", "class_token"),
+                                                                  ("pos_embedding", "pos_embedding"))}
+    with kept_unchanged(given, rule=_UNCHANGED):
+        out = fn(*given.values())
+    return returned_array(out)
 
 
 def _variant(mistake: str):
@@ -78,26 +100,38 @@ def _variant(mistake: str):
 
 EMBED_TOKENS = Exercise(
     function="embed_tokens",
-    reference_name="torchvision's torch.cat([class_token.expand(N, -1, -1), x], dim=1) + pos_embedding",
+    reference_name="torchvision's ViT: the class token prepended, then encoder.pos_embedding added",
     make_cases=_cases,
     reference=_reference,
-    call=lambda fn, inputs: returned_array(fn(float64_tensor(inputs["patches"]), float64_tensor(inputs["class_token"]),
-                                     float64_tensor(inputs["pos_embedding"]))),
+    call=_call,
     mistakes=[
         Mistake("class token appended instead of prepended: it must be token 0",
-                "torch.cat([class_tokens, patches], dim=1): the class token comes first, and x[:, 0] reads it.",
+                "the class token goes in front of the patches: it is token 0 of every sequence, the token the "
+                "classifier reads, and row 0 of pos_embedding belongs to it.",
                 _variant("appended")),
         Mistake("no position embedding: the tokens carry no information about where their patch was",
-                "add pos_embedding (1, L + 1, D) to the (N, L + 1, D) sequence; it broadcasts over the batch.",
+                "pos_embedding is part of the token embedding: one learned row per token, the same rows for "
+                "every image of the batch, added to the whole sequence.",
                 _variant("no_pos")),
         Mistake(POS_BEFORE_CLS + ": the class token got no position embedding", POS_BEFORE_CLS_HINT,
                 _variant("pos_before_cls")),
         Mistake(POS_BEFORE_CLS + ": the patches got rows 0…L−1 and the class token none", POS_BEFORE_CLS_HINT,
                 _variant("pos_before_cls_first")),
     ],
-    hint="x = torch.cat([class_token.expand(N, -1, -1), patches], dim=1) + pos_embedding.",
-    exception_hints={"RuntimeError": f"{POS_BEFORE_CLS} (shape mismatch)? {POS_BEFORE_CLS_HINT}",
-                     "ValueError": f"{POS_BEFORE_CLS} (shape mismatch)? {POS_BEFORE_CLS_HINT}"},
+    hint="section 3 in order: every image gets the same class token as token 0, then the whole sequence of "
+         "L + 1 tokens gets the position embedding, row t to token t.",
+    exception_hints={"RuntimeError": _SIZE_HINT, "ValueError": _SIZE_HINT},
+    section="Exercise 4",
+    layout=Layout(axes=("sequence", "token", "feature")),
+    covers={
+        "a batch of 2 or more sequences (one class token for all)": lambda case: case.inputs["patches"].shape[0] >= 2,
+        "a single patch (L = 1)": lambda case: case.inputs["patches"].shape[1] == 1,
+        "16 or more patches": lambda case: case.inputs["patches"].shape[1] >= 16,
+        "a class token that differs from feature to feature":
+            lambda case: bool(np.ptp(case.inputs["class_token"]) > 0),
+        "position embedding rows that differ in every feature":
+            lambda case: bool(np.all(np.ptp(case.inputs["pos_embedding"][0], axis=0) > 0)),
+    },
 )
 
 

@@ -15,14 +15,19 @@ VIT_B_16 = dict(image_size=224, patch_size=16, num_layers=12, num_heads=12, hidd
                 num_classes=1000)
 
 
-def torchvision_vit(config: dict, state: dict | None = None, dtype=torch.float64):
+def torchvision_vit(config: dict, state: dict | None = None, dtype=torch.float64, in_channels: int = 3):
     """A ``torchvision.models.VisionTransformer`` for ``config`` (eval mode), loaded with ``state``.
 
-    Built under ``fork_rng`` so that its random initialisation leaves torch's global RNG unchanged.
+    torchvision's model takes RGB images; for ``in_channels`` ≠ 3 its ``conv_proj`` is replaced by a
+    convolution with that many input channels (the rest of the model does not depend on it). Built under
+    ``fork_rng`` so that its random initialisation leaves torch's global RNG unchanged.
     """
     from torchvision.models import VisionTransformer
     with torch.random.fork_rng(devices=[]):
         model = VisionTransformer(**config)
+        if in_channels != 3:
+            P = config["patch_size"]
+            model.conv_proj = torch.nn.Conv2d(in_channels, config["hidden_dim"], kernel_size=P, stride=P)
     model = model.to(dtype).eval()
     if state is not None:
         model.load_state_dict({k: torch.as_tensor(np.asarray(v), dtype=dtype) for k, v in state.items()},
@@ -30,12 +35,12 @@ def torchvision_vit(config: dict, state: dict | None = None, dtype=torch.float64
     return model
 
 
-def vit_state_shapes(config: dict) -> OrderedDict[str, tuple]:
-    """torchvision's parameter names and shapes for a ``VisionTransformer`` with ``config`` (3 channels)."""
+def vit_state_shapes(config: dict, in_channels: int = 3) -> OrderedDict[str, tuple]:
+    """torchvision's parameter names and shapes for a ``VisionTransformer`` with ``config``."""
     P, D, M = config["patch_size"], config["hidden_dim"], config["mlp_dim"]
     L = (config["image_size"] // P) ** 2
     shapes = OrderedDict(class_token=(1, 1, D))
-    shapes["conv_proj.weight"] = (D, 3, P, P)
+    shapes["conv_proj.weight"] = (D, in_channels, P, P)
     shapes["conv_proj.bias"] = (D,)
     shapes["encoder.pos_embedding"] = (1, L + 1, D)
     for i in range(config["num_layers"]):

@@ -1,6 +1,7 @@
 """Checks for ``cnn_architectures.ipynb``: LeNet, VGG, ResNet, SE blocks and gradient flow.
 
-The notebook asks for, in this order (every module is checked in eval mode, float64):
+The notebook asks for, in this order (every module is checked in float64, in eval mode and, on a batch, after
+one train-mode forward):
 
 * ``LeNet5``, ``AlexNet`` and the repaired ``CNNClassifier`` — :mod:`~utils.cnn.architectures.classifiers`;
 * ``VGGBlock`` — :mod:`~utils.cnn.architectures.vgg_block`;

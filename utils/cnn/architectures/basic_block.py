@@ -11,16 +11,18 @@ import torch.nn.functional as F
 
 from utils.checks.exercise import run_check
 from utils.checks.feedback import show
-from utils.cnn.architectures.shared import module_cases, module_exercise
+from utils.cnn.architectures.shared import config_value, input_shape, module_cases, module_exercise, output_case
+
+MAP_AXES = ("image", "channel", "row", "column")
 
 # torchvision's own blocks, which the answers must not call: they are what the answers are compared with.
 TORCHVISION_BLOCKS = ("torchvision.models.resnet.BasicBlock", "torchvision.models.resnet.Bottleneck")
 
 NO_PROJECTION = ("no projection shortcut when the shape changes (stride ≠ 1 or C_in ≠ C_out)",
-                 "then the shortcut must be downsample = nn.Sequential(nn.Conv2d(C_in, C_out, 1, stride=stride, "
-                 "bias=False), nn.BatchNorm2d(C_out)); check both conditions, not only the channels.")
+                 "the shortcut is projected whenever the stride is not 1 or the channel count changes: check both "
+                 "conditions, not only the channels (section 3).")
 _RELU_BEFORE_ADD = ("ReLU before the addition instead of after it",
-                    "out = bn2(conv2(...)); out = out + identity; out = relu(out): the last ReLU acts on the sum.")
+                    "the last ReLU acts on the sum of the residual branch and the shortcut, not on the branch alone.")
 
 
 def torchvision_basic_block(in_channels, out_channels, stride=1) -> nn.Module:
@@ -53,6 +55,8 @@ class BasicBlockVariant(nn.Module):
         self.bn1 = nn.BatchNorm2d(out_channels)
         self.conv2 = nn.Conv2d(out_channels, out_channels, 3, s2, 1, bias=conv_bias)
         self.bn2 = nn.BatchNorm2d(out_channels)
+        if projection == "channels":   # projected only when the channel count changes, not for the stride alone
+            projection = in_channels != out_channels
         self.downsample = projection_shortcut(in_channels, out_channels, stride, shortcut_bn) if projection else None
         self.relu_before_add = relu_before_add
 
@@ -70,6 +74,12 @@ def _basic_block_build(in_channels, out_channels, stride=1, **variant):
     return BasicBlockVariant(in_channels, out_channels, stride, **variant)
 
 
+def _shape_changes(case, channels: bool, stride: int) -> bool:
+    config = case.inputs["config"] if output_case(case) else {}
+    changes_channels = config.get("in_channels") != config.get("out_channels")
+    return bool(config) and changes_channels == channels and config.get("stride") == stride
+
+
 BASIC_BLOCK = module_exercise(
     "BasicBlock", "torchvision.models.resnet.BasicBlock", _basic_block_build,
     lambda hidden: module_cases(
@@ -77,24 +87,38 @@ BASIC_BLOCK = module_exercise(
         counts=[dict(in_channels=16, out_channels=16, stride=1), dict(in_channels=16, out_channels=32, stride=2),
                 dict(in_channels=16, out_channels=16, stride=2), dict(in_channels=8, out_channels=24, stride=1)],
         outputs=[(dict(in_channels=8, out_channels=8, stride=1), (2, 8, 6, 6)),
-                 (dict(in_channels=8, out_channels=16, stride=2), (2, 8, 8, 8)),
+                 (dict(in_channels=8, out_channels=16, stride=2), (2, 8, 8, 8), "train"),
                  (dict(in_channels=6, out_channels=12, stride=1), (1, 6, 5, 7))],
         hidden_counts=[dict(in_channels=32, out_channels=64, stride=2)],
-        hidden_outputs=[(dict(in_channels=8, out_channels=8, stride=2), (2, 8, 7, 9)),
-                        (dict(in_channels=4, out_channels=12, stride=2), (1, 4, 9, 9))], hidden=hidden),
-    [(*NO_PROJECTION, dict(projection=False)),
-     ("BatchNorm missing in the shortcut: the projection is a 1×1 conv followed by BatchNorm2d",
-      "downsample = nn.Sequential(nn.Conv2d(C_in, C_out, 1, stride=stride, bias=False), nn.BatchNorm2d(C_out)).",
+        hidden_outputs=[(dict(in_channels=8, out_channels=8, stride=2), (2, 8, 7, 9), "train"),
+                        (dict(in_channels=4, out_channels=12, stride=2), (1, 4, 9, 9))], hidden=hidden,
+        axes=MAP_AXES),
+    # the narrower mistake first: on the cases where both fit, it is the one that explains every case
+    [("no projection shortcut when the shape changes by the stride alone (stride 2, C_in = C_out)",
+      "with stride 2 the block halves H and W even when the channel count stays: the shortcut must be projected "
+      "then too, not only when the channels change.", dict(projection="channels")),
+     (*NO_PROJECTION, dict(projection=False)),
+     ("BatchNorm missing in the shortcut: the projection is a 1×1 conv without BatchNorm2d",
+      "the projection shortcut is normalised like the residual branch (see the diagram of section 3).",
       dict(shortcut_bn=False)),
      (*_RELU_BEFORE_ADD, dict(relu_before_add=True)),
      ("the stride is applied in the second 3×3 convolution instead of the first",
-      "conv1 = nn.Conv2d(C_in, C_out, 3, stride=stride, padding=1, bias=False); conv2 has stride 1.",
+      "the first 3×3 convolution downsamples; the second keeps the size (section 3's task).",
       dict(stride_in="conv2")),
-     ("the 3×3 convolutions have a bias: in a ResNet they are followed by BatchNorm and use bias=False",
-      "nn.Conv2d(..., bias=False): BatchNorm's β already is the bias.", dict(conv_bias=True))],
-    hint="out = relu(bn1(conv1(x))); out = bn2(conv2(out)); out = relu(out + (x if downsample is None else "
-         "downsample(x))); conv1 carries the stride.",
-    forbidden=TORCHVISION_BLOCKS)
+     ("the 3×3 convolutions have a bias",
+      "in a ResNet the convolutions before a BatchNorm have no bias: BatchNorm's shift β already plays that role.",
+      dict(conv_bias=True))],
+    hint="follow the diagram of section 3 along both paths: the residual branch (two convolutions, each with its "
+         "BatchNorm), the shortcut (identity, or projected when the shape changes), then the final ReLU.",
+    forbidden=TORCHVISION_BLOCKS,
+    section="3. The ResNet basic block",
+    covers={"identity shortcut (stride 1, same channels)": lambda c: _shape_changes(c, False, 1),
+            "stride 2 with the same channel count": lambda c: _shape_changes(c, False, 2),
+            "more channels with stride 1": lambda c: _shape_changes(c, True, 1),
+            "more channels with stride 2": lambda c: _shape_changes(c, True, 2),
+            "an odd height or width with stride 2":
+            lambda c: output_case(c) and config_value(c, "stride") == 2 and any(n % 2 for n in input_shape(c)[2:]),
+            "a non-square input": lambda c: output_case(c) and input_shape(c)[2] != input_shape(c)[3]})
 
 
 def check_BasicBlock(BasicBlock, hidden: bool = False) -> None:

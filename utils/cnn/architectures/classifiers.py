@@ -20,7 +20,9 @@ from torch import Tensor
 
 from utils.checks.exercise import run_check
 from utils.checks.feedback import show
-from utils.cnn.architectures.shared import module_cases, module_exercise
+from utils.cnn.architectures.shared import config_value, input_shape, module_cases, module_exercise, output_case
+
+CLASS_AXES = ("image", "class")
 
 
 def activation(name: str) -> Callable[[Tensor], Tensor]:
@@ -29,10 +31,12 @@ def activation(name: str) -> Callable[[Tensor], Tensor]:
             "softmax": lambda t: F.softmax(t, dim=1)}[name]
 
 
-_FINAL_ACTIVATION = ("activation on the final classifier layer: the last Linear must return raw scores (logits)",
-                     "nn.CrossEntropyLoss applies log-softmax itself; a ReLU (or softmax) after the last layer "
-                     "clips negative logits or squashes them.")
-_FINAL_SOFTMAX = ("softmax on the output: " + _FINAL_ACTIVATION[0], _FINAL_ACTIVATION[1])
+_FINAL_ACTIVATION = ("activation on the final classifier layer: a ReLU after the last Linear layer",
+                     "the last Linear layer returns raw scores (logits), negative ones included: a ReLU there "
+                     "clips every negative score to 0. Remove it.")
+_FINAL_SOFTMAX = ("softmax on the output: an activation on the final classifier layer",
+                  "return the raw scores of the last Linear layer: nn.CrossEntropyLoss applies the log-softmax "
+                  "itself, so a softmax in the model squashes the scores twice.")
 
 # --------------------------------------------------------------------------- LeNet-5
 
@@ -65,19 +69,25 @@ LENET = module_exercise(
         "LeNet5", LeNet5Reference,
         counts=[dict(in_channels=1, num_classes=10)],
         outputs=[(dict(in_channels=1, num_classes=10), (2, 1, 28, 28)),
-                 (dict(in_channels=3, num_classes=5), (3, 3, 28, 28))],
+                 (dict(in_channels=3, num_classes=5), (3, 3, 28, 28), "train")],
         hidden_counts=[dict(in_channels=3, num_classes=7)],
-        hidden_outputs=[(dict(in_channels=2, num_classes=4), (2, 2, 28, 28))], hidden=hidden),
-    [("LeNet with average pooling instead of max pooling", "use nn.MaxPool2d(2, 2) (or F.max_pool2d) after each "
-      "convolution's ReLU; nn.AvgPool2d was the 1998 subsampling layer.", dict(pool="avg")),
-     ("wrong flatten size: 16·5·5 = 400 is the flatten size for 32×32 inputs; on 28×28 inputs the last pooling "
-      "gives 16×4×4 = 256", "follow the shapes: 28 → conv 5×5 → 24 → pool → 12 → conv 5×5 → 8 → pool → 4.",
+        hidden_outputs=[(dict(in_channels=2, num_classes=4), (2, 2, 28, 28), "train"),
+                        (dict(in_channels=1, num_classes=3), (1, 1, 28, 28))],
+        hidden=hidden, axes=CLASS_AXES),
+    [("LeNet with average pooling instead of max pooling",
+      "each pooling layer of section 1 keeps the largest value of its 2×2 window, not the mean.", dict(pool="avg")),
+     ("wrong flatten size: 16·5·5 = 400, the flatten size for 32×32 inputs",
+      "follow the output-shape column of section 1's table for a 28×28 input down to the flatten.",
       dict(flat=16 * 5 * 5)),
-     ("tanh activations (the 1998 LeNet) instead of ReLU", "use ReLU after conv1, conv2, fc1 and fc2.",
-      dict(act="tanh")),
+     ("tanh activations (the 1998 LeNet) instead of ReLU",
+      "the modern variant of section 1 uses ReLU wherever the table shows an activation.", dict(act="tanh")),
      (*_FINAL_ACTIVATION, dict(final="relu")),
      (*_FINAL_SOFTMAX, dict(final="softmax"))],
-    hint="conv1 → ReLU → max pool → conv2 → ReLU → max pool → flatten → fc1 → ReLU → fc2 → ReLU → fc3 (no activation).")
+    hint="go through the table of section 1 row by row and compare each layer of your forward with it: the "
+         "operation, the activation after it (or none), and the output shape.",
+    section="1. LeNet-5 with max pooling",
+    covers={"in_channels other than 1": lambda c: (config_value(c, "in_channels") or 1) > 1,
+            "num_classes other than 10": lambda c: config_value(c, "num_classes") not in (None, 10)})
 
 
 def check_LeNet5(LeNet5, hidden: bool = False) -> None:
@@ -116,25 +126,51 @@ def _alexnet_build(num_classes=1000, **variant):
     return AlexNetVariant(num_classes, **variant)
 
 
+def _alexnet_pooled_size(side: int) -> int:
+    """The side of the feature map AlexNet's features leave for an input side (before the adaptive pooling)."""
+    side = (side + 2 * 2 - 11) // 4 + 1
+    for _ in range(3):
+        side = (side - 3) // 2 + 1
+    return side
+
+
+def _adaptive_pool_matters(case) -> bool:
+    """The features' map is neither 6×6 (where the adaptive pooling is the identity) nor so small that every
+    pooling window holds one value (where average and max pooling agree): 4×4 or larger, not 6×6."""
+    if not output_case(case):
+        return False
+    sides = [_alexnet_pooled_size(n) for n in input_shape(case)[2:]]
+    return min(sides) >= 4 and sides != [6, 6]
+
+
 ALEXNET = module_exercise(
     "AlexNet", "torchvision.models.AlexNet", _alexnet_build,
     lambda hidden: module_cases(
         "AlexNet", _alexnet_build, counts=[dict(num_classes=1000), dict(num_classes=10)],
-        outputs=[(dict(num_classes=10), (1, 3, 224, 224))],
+        # 159×191 leaves a 4×5 map: the adaptive pooling resamples it (a 224×224 input leaves 6×6, where it
+        # does nothing); train mode shows the dropout rate. No BatchNorm: one image is enough for train mode.
+        outputs=[(dict(num_classes=10), (1, 3, 159, 191), "train")],
         hidden_counts=[dict(num_classes=37)], hidden_outputs=[],
-        hidden=hidden, keep_float32=True),
-    [("wrong flatten size: after the features and AdaptiveAvgPool2d((6, 6)) there are 256·6·6 = 9216 features, "
-      "not 256·5·5", "classifier[1] = nn.Linear(256 * 6 * 6, 4096).", dict(flat=256 * 5 * 5)),
+        hidden=hidden, keep_float32=True, axes=CLASS_AXES),
+    [("wrong flatten size: the first Linear layer of the classifier expects 256·5·5 features",
+      "follow the output column of section 4's table: the adaptive pooling fixes the size of what is flattened.",
+      dict(flat=256 * 5 * 5)),
      ("wrong flatten size: 256·13·13 is the size before the last max pool",
-      "classifier[1] = nn.Linear(256 * 6 * 6, 4096), after the last max pool and the adaptive pooling.",
+      "the last max pool and the adaptive pooling come before the flatten (section 4).",
       dict(flat=256 * 13 * 13)),
      (*_FINAL_ACTIVATION, dict(final="relu")),
-     ("the first convolution has no padding: torchvision's AlexNet uses Conv2d(3, 64, 11, stride=4, padding=2)",
-      "features[0] = nn.Conv2d(3, 64, kernel_size=11, stride=4, padding=2).", dict(conv1_padding=0))],
-    hint="copy torchvision's layout: features (5 convs with ReLUs, 3 max pools at indices 2, 5, 12), "
-         "avgpool = AdaptiveAvgPool2d((6, 6)), classifier = Dropout, Linear(9216, 4096), ReLU, Dropout, "
-         "Linear(4096, 4096), ReLU, Linear(4096, num_classes).",
-    forbidden=("torchvision.models.alexnet.AlexNet",))
+     ("the first convolution has no padding",
+      "check the padding of features[0] against the first row of section 4's table.", dict(conv1_padding=0))],
+    hint="compare features, avgpool and classifier with section 4 index by index, with the kernel sizes, "
+         "strides, paddings and dropout probabilities there; forward must use avgpool (it matters for inputs "
+         "other than 224×224).",
+    forbidden=("torchvision.models.alexnet.AlexNet",),
+    section="4. AlexNet",
+    covers={"train mode on a batch of 2 or more, then eval mode": None,
+            "train mode (dropout on), then eval mode": lambda c: output_case(c) and c.inputs["mode"] == "train",
+            "an input size where the adaptive pooling changes the feature map": _adaptive_pool_matters,
+            "a non-square input": lambda c: output_case(c) and input_shape(c)[2] != input_shape(c)[3],
+            "num_classes other than 1000": lambda c: config_value(c, "num_classes") not in (None, 1000)})
 
 
 def check_AlexNet(AlexNet, hidden: bool = False) -> None:
@@ -170,24 +206,31 @@ CLASSIFIER = module_exercise(
     lambda hidden: module_cases(
         "CNNClassifier", CNNClassifierReference,
         counts=[dict(num_classes=10), dict(num_classes=3)],
-        outputs=[(dict(num_classes=10), (2, 3, 32, 32)), (dict(num_classes=4), (1, 3, 29, 43))],
+        outputs=[(dict(num_classes=4), (1, 3, 29, 43)), (dict(num_classes=10), (2, 3, 32, 32), "train")],
         hidden_counts=[dict(num_classes=100)],
-        hidden_outputs=[(dict(num_classes=10), (1, 3, 64, 80))], hidden=hidden),
+        hidden_outputs=[(dict(num_classes=7), (3, 3, 37, 21), "train"), (dict(num_classes=10), (1, 3, 64, 80))],
+        hidden=hidden, axes=CLASS_AXES),
     [(*_FINAL_ACTIVATION, dict(final="relu")),
      (*_FINAL_SOFTMAX, dict(final="softmax")),
-     ("wrong flatten size: after AdaptiveAvgPool2d((1, 1)) there are 128 features, not 128·56·56",
-      "self.classifier = nn.Linear(128, num_classes): the global pooling removes the spatial size.",
+     ("wrong flatten size: the classifier expects 128·56·56 features",
+      "after the global average pooling each image is 128 numbers, whatever its size (section 7).",
       dict(flat=128 * 56 * 56)),
      ("wrong flatten size: 128·54·54 is the flatten size of the unrepaired network on 224×224 inputs",
-      "with global average pooling the classifier sees 128 features, whatever the input size.",
+      "with global average pooling the classifier sees one number per channel, whatever the input size.",
       dict(flat=128 * 54 * 54)),
-     ("the 3×3 convolutions still have no padding", "nn.Conv2d(3, 64, 3, padding=1) and "
-      "nn.Conv2d(64, 128, 3, padding=1).", dict(padding=0)),
-     ("BatchNorm2d missing after the convolutions", "features = Conv, BatchNorm2d, ReLU, MaxPool, Conv, "
-      "BatchNorm2d, ReLU, MaxPool (indices 0–7).", dict(batchnorm=False))],
-    hint="features = [Conv2d(3, 64, 3, padding=1), BatchNorm2d(64), ReLU, MaxPool2d(2), Conv2d(64, 128, 3, "
-         "padding=1), BatchNorm2d(128), ReLU, MaxPool2d(2)]; avgpool = AdaptiveAvgPool2d((1, 1)); "
-         "classifier = Linear(128, num_classes); forward returns the raw scores.")
+     ("the 3×3 convolutions still have no padding",
+      "the repair pads both convolutions so that they keep the height and width (section 7).", dict(padding=0)),
+     ("BatchNorm2d missing after the convolutions",
+      "the repair normalises each convolution's output before its ReLU (section 7's list of layers).",
+      dict(batchnorm=False))],
+    hint="section 7's task lists the repaired layers in order; forward must apply the global average pooling, "
+         "and the output is the raw scores of the last Linear layer.",
+    section="7. Repairing a CNN classifier",
+    covers={"an odd or non-square input size (pooling rounds down)":
+            lambda c: output_case(c) and (input_shape(c)[2] != input_shape(c)[3] or input_shape(c)[2] % 2 == 1),
+            "an input size other than 32×32 and 224×224":
+            lambda c: output_case(c) and input_shape(c)[2:] not in ((32, 32), (224, 224)),
+            "num_classes other than 10": lambda c: config_value(c, "num_classes") not in (None, 10)})
 
 
 def check_CNNClassifier(CNNClassifier, hidden: bool = False) -> None:

@@ -12,10 +12,12 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from utils.checks.adapters import returned_array
+from utils.checks.characterise import Layout
 from utils.checks.compare import Tolerance
 from utils.checks.diagnose import Mistake
 from utils.checks.exercise import Case, Exercise, run_check, visible_then_hidden
 from utils.checks.feedback import show
+from utils.checks.rules import RuleBroken, kept_unchanged
 from utils.checks.seeding import case_rng
 from utils.cnn.architectures.shared import on_meta, random_state, state_tensors
 
@@ -71,15 +73,17 @@ def reference_gradient_norms(blocks: nn.Module, x: np.ndarray, grad_output: np.n
 def _gradient_case(number: int, kind: str, depth: int, channels: int, shape: tuple, salt: str) -> Case:
     rng = case_rng("block_gradient_norms", number, salt)
     state = random_state(lambda: gradient_network(kind, depth, channels), rng)
-    return Case(f"{depth} {kind} block{'s' if depth > 1 else ''} of {channels} channels, input {shape}, "
-                "random grad_output", {"kind": kind, "depth": depth, "channels": channels, "state": state,
-                                       "x": rng.normal(size=shape), "grad_output": rng.normal(size=shape)},
+    inputs = {"kind": kind, "depth": depth, "channels": channels, "state": state,
+              "x": rng.normal(size=shape), "grad_output": rng.normal(size=shape)}
+    return Case(f"{depth} {kind} block{'s' if depth > 1 else ''} of {channels} channels, input "
+                f"{'×'.join(map(str, shape))}, random grad_output", inputs,
                 lambda index: f"norm of ∂L/∂h_{index[0]}")
 
 
 def _gradient_cases(hidden: bool) -> list[Case]:
     settings = visible_then_hidden(
-        [("plain", 1, 2, (1, 2, 3, 3)), ("residual", 3, 3, (2, 3, 4, 4)), ("plain", 4, 3, (2, 3, 5, 4))],
+        # several blocks first: a dropped entry there is located (with one block, any drop is the last entry)
+        [("residual", 3, 3, (2, 3, 4, 4)), ("plain", 1, 2, (1, 2, 3, 3)), ("plain", 4, 3, (2, 3, 5, 4))],
         [("residual", 6, 2, (1, 2, 6, 6)), ("plain", 2, 4, (3, 4, 3, 5))], hidden)
     return [_gradient_case(number, *setting, salt) for number, (setting, salt) in enumerate(settings, start=1)]
 
@@ -92,17 +96,31 @@ def _gradient_blocks(inputs) -> nn.Sequential:
     return net
 
 
+# what section 8's task states about the caller's objects
+_UNCHANGED_RULE = "block_gradient_norms leaves blocks (weights and train/eval mode), x and grad_output as it " \
+                  "found them (section 8's task)"
+
+
+_RETURNS_RULE = "block_gradient_norms returns a numpy array of shape (len(blocks) + 1,) (section 8's task)"
+
+
 def _gradient_call(fn, inputs):
     blocks = _gradient_blocks(inputs)
-    return returned_array(fn(blocks, torch.from_numpy(np.array(inputs["x"])),
-                    torch.from_numpy(np.array(inputs["grad_output"]))))
+    x = torch.from_numpy(np.array(inputs["x"]))
+    grad_output = torch.from_numpy(np.array(inputs["grad_output"]))
+    with kept_unchanged({"blocks": blocks, "x": x, "grad_output": grad_output}, rule=_UNCHANGED_RULE):
+        norms = fn(blocks, x, grad_output)
+    if torch.is_tensor(norms):   # e.g. torch.stack of the norms: still attached to the graph, not what is asked
+        raise RuleBroken(_RETURNS_RULE, "it returned a torch tensor")
+    return returned_array(norms)
 
 
 def _gradient_variant(**kw):
     return lambda inputs: reference_gradient_norms(_gradient_blocks(inputs), inputs["x"], inputs["grad_output"], **kw)
 
 
-_IGNORED_GRAD_OUTPUT_HINT = "h_L.backward(grad_output) or torch.autograd.grad(h_L, hs, grad_output)."
+_IGNORED_GRAD_OUTPUT_HINT = "back-propagate grad_output itself from h_L (L = ⟨h_L, grad_output⟩), not a tensor " \
+                            "of ones: it is random in the check."
 
 GRADIENT = Exercise(
     function="block_gradient_norms",
@@ -111,24 +129,37 @@ GRADIENT = Exercise(
     reference=_gradient_variant(),
     call=_gradient_call,
     mistakes=[
-        Mistake("mean of |gradient| instead of the L2 norm", "use g.norm() (the square root of the sum of squares) "
-                "for each ∂L/∂h_k.", _gradient_variant(metric="mean_abs")),
-        Mistake("squared norm: the square root is missing", "g.norm() = sqrt((g ** 2).sum()).",
-                _gradient_variant(metric="squared")),
+        Mistake("mean of |gradient| instead of the L2 norm",
+                "entry k is the L2 norm of the whole gradient ∂L/∂h_k (section 8): the square root of a sum of "
+                "squares, not a mean.", _gradient_variant(metric="mean_abs")),
+        Mistake("squared norm: the square root is missing", "the L2 norm takes the square root of the sum of "
+                "squares.", _gradient_variant(metric="squared")),
         Mistake("grad_output is ignored: you back-propagated h_L.sum() instead of ⟨h_L, grad_output⟩",
                 _IGNORED_GRAD_OUTPUT_HINT, _gradient_variant(upstream="sum")),
         Mistake("grad_output is ignored: you back-propagated h_L.mean() instead of ⟨h_L, grad_output⟩",
                 _IGNORED_GRAD_OUTPUT_HINT, _gradient_variant(upstream="mean")),
         Mistake("the norms are in reverse order: index 0 must be the network's input x = h_0",
-                "return [‖∂L/∂h_0‖, ‖∂L/∂h_1‖, …, ‖∂L/∂h_L‖].", _gradient_variant(order="output_first")),
-        Mistake("the last entry ‖∂L/∂h_L‖ (= ‖grad_output‖) is missing: there are len(blocks) + 1 activations",
-                "include h_0 = x and every block's output h_1 … h_L.", _gradient_variant(include_output=False)),
+                "entry 0 is the input h_0 = x and the last entry the output h_L.",
+                _gradient_variant(order="output_first")),
+        Mistake("the last entry ‖∂L/∂h_L‖ (= ‖grad_output‖) is missing",
+                "there are len(blocks) + 1 activations, h_0 = x to h_L; the last one's gradient is grad_output "
+                "itself.", _gradient_variant(include_output=False)),
     ],
     tolerance=FLOAT64_NORMS,
-    hint="hs = [x.requires_grad_()]; for block in blocks: hs.append(block(hs[-1])); "
-         "grads = torch.autograd.grad(hs[-1], hs, grad_output); return np.array([g.norm().item() for g in grads]).",
-    exception_hints={"RuntimeError": "call retain_grad() on intermediate activations, or use "
-                                     "torch.autograd.grad(h_L, [h_0, …, h_L], grad_output)."},
+    hint="entry k is the L2 norm of ∂L/∂h_k for L = ⟨h_L, grad_output⟩, from the input h_0 = x to the output h_L "
+         "(section 8): check the activations you keep, the gradient you start from, the norm and the order.",
+    exception_hints={"RuntimeError": "read the line the error points to. From autograd it usually means a tensor "
+                                     "that is not in the graph: a gradient with respect to an activation exists "
+                                     "only for the tensors you passed from block to block (section 8's task)."},
+    section="8. Gradient flow",
+    layout=Layout(axes=("activation",)),
+    covers={"a single block": lambda c: c.inputs["depth"] == 1,
+            "several blocks": lambda c: c.inputs["depth"] >= 3,
+            "residual blocks": lambda c: c.inputs["kind"] == "residual",
+            "plain blocks": lambda c: c.inputs["kind"] == "plain",
+            "a batch of 2 or more": lambda c: np.shape(c.inputs["x"])[0] >= 2,
+            "a non-square input": lambda c: np.shape(c.inputs["x"])[2] != np.shape(c.inputs["x"])[3],
+            "a random grad_output (not all ones)": lambda c: np.ptp(c.inputs["grad_output"]) > 0},
 )
 
 

@@ -6,7 +6,10 @@ count of the student's module for a configuration (the named structural mistakes
 then outputs on random inputs after the student's module has loaded, with ``load_state_dict(strict=True)``,
 a state_dict built in the check (:func:`random_state`: the reference module under ``torch.random.fork_rng``
 with a local seed, BatchNorm statistics randomised so that eval-mode BatchNorm is not the identity).
-Modules run in eval mode, in float64.
+Modules run in float64, in eval mode; a "train" case (batch of 2 or more) first runs one forward in train mode
+(BatchNorm on batch statistics, which also updates the running statistics; dropout on, with a seed the case
+fixes, under ``fork_rng``), then one in eval mode on the same input, and compares the two outputs as parts.
+The student's forward must leave its input tensor unchanged (:func:`~utils.checks.rules.kept_unchanged`).
 
 When the student's parameter names or shapes differ from the state_dict's, ``call`` raises
 :class:`ParameterMismatch`, which reaches the student as a failure report listing the names / shapes
@@ -25,13 +28,16 @@ import torch
 import torch.nn as nn
 
 from utils.checks.adapters import returned_array
+from utils.checks.characterise import Layout
 from utils.checks.compare import Tolerance
 from utils.checks.diagnose import Mistake
 from utils.checks.exercise import Case, Exercise, visible_then_hidden
+from utils.checks.rules import RuleBroken, kept_unchanged
 from utils.checks.seeding import case_rng
 
-# float64 on both sides: only the order of summation differs
-FLOAT64_MODULE = Tolerance(atol=1e-10, rtol=1e-10)
+# float64 on both sides: only the order of summation differs (~1e-15 relative on outputs of order 1); the
+# parameter counts are whole numbers. Both compare as exact (no tolerance is printed).
+FLOAT64_MODULE = Tolerance(atol=1e-9, rtol=0.0)
 
 
 class ParameterMismatch(RuntimeError):
@@ -117,28 +123,58 @@ def _load(module: nn.Module, state: dict, reference_name: str) -> None:
 
 
 
+# what the notebook's introduction says about every forward
+INPUT_RULE = "a forward must not change its input tensor in place (notebook introduction, “How your modules " \
+             "are checked”)"
+TRAIN_PARTS = ("the train-mode output", "the eval-mode output after that train-mode step")
+
+
+def _forward(module: nn.Module, x, inputs: dict):
+    """The case's forward pass(es): eval mode; or, for a "train" case, one train-mode forward with the case's
+    dropout seed (under fork_rng: the global generator is untouched), then one eval-mode forward."""
+    if inputs.get("mode") != "train":
+        module.eval()
+        with torch.no_grad():
+            return module(x)
+    module.train()
+    with torch.no_grad(), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(inputs["seed"])
+        train = module(x)
+    module.eval()
+    with torch.no_grad():
+        return train, module(x)
+
+
 def _run_student(cls, inputs: dict, reference_name: str):
-    """Build the student's module, load the case's weights, run it in eval mode, float64."""
+    """Build the student's module, load the case's weights, run the case's forward pass(es), float64."""
     module = build_student(cls, inputs["config"], double=True)
     if not isinstance(module, nn.Module):
         return module
     _load(module, inputs["state"], reference_name)
-    module.eval()
-    with torch.no_grad():
-        return returned_array(module(torch.from_numpy(np.array(inputs["x"]))))
+    x = torch.from_numpy(np.array(inputs["x"]))
+    with kept_unchanged({"x": x}, rule=INPUT_RULE):
+        out = _forward(module, x, inputs)
+    if inputs.get("mode") != "train":
+        return returned_array(out)
+    train, after = (returned_array(o) for o in out)
+    if not isinstance(train, np.ndarray) or not isinstance(after, np.ndarray):
+        return train if not isinstance(train, np.ndarray) else after
+    if train.shape != after.shape:
+        raise RuleBroken("forward returns an output of the same shape in train and eval mode",
+                         f"shape {train.shape} in train mode, {after.shape} in eval mode")
+    return np.stack([train, after])
 
 
 def _run_reference(build: Callable[[], nn.Module], inputs: dict) -> np.ndarray:
-    """``build()`` in float64 eval mode with the case's weights, on the case's input."""
+    """``build()`` in float64 with the case's weights, on the case's input, in the case's mode(s)."""
     module = on_meta(build)
     shapes = {k: tuple(v.shape) for k, v in module.state_dict().items()}
     if shapes != {k: np.shape(v) for k, v in inputs["state"].items()}:   # before allocating any memory
         raise VariantDoesNotApply("this variant has other parameters than the case's state_dict")
     module = module.double().to_empty(device="cpu")
     module.load_state_dict(state_tensors(inputs["state"]), strict=True)
-    module.eval()
-    with torch.no_grad():
-        return module(torch.from_numpy(np.array(inputs["x"]))).numpy()
+    out = _forward(module, torch.from_numpy(np.array(inputs["x"])), inputs)
+    return np.stack([o.numpy() for o in out]) if inputs.get("mode") == "train" else out.numpy()
 
 
 def random_state(build: Callable[[], nn.Module], rng: np.random.Generator, keep_float32: bool = False) -> dict:
@@ -176,13 +212,12 @@ def _describe_config(config: dict) -> str:
 
 
 def _count_case(name: str, build: Callable[..., nn.Module], config: dict) -> Case:
-    expected = int(parameter_count(on_meta(lambda: build(**config)))[0])
-    return Case(f"number of parameters of {name}({_describe_config(config)}), expected {expected:,}",
+    return Case(f"number of parameters of {name}({_describe_config(config)})",
                 {"kind": "count", "config": config}, lambda index: "the parameter count")
 
 
 def _output_case(name: str, build: Callable[..., nn.Module], number: int, config: dict, shape: tuple, salt: str,
-                 keep_float32: bool) -> Case:
+                 keep_float32: bool, mode: str = "eval", axes: tuple[str, ...] = ()) -> Case:
     # building AlexNet's weights takes a second: keep the last ones. The key is a draw of the case's
     # generator, so it also changes with the grading salt that seeding.case_rng mixes in.
     key = (name, number, salt, int(case_rng(name, number, salt).integers(2 ** 62)))
@@ -192,27 +227,40 @@ def _output_case(name: str, build: Callable[..., nn.Module], number: int, config
         while len(_STATE_CACHE) > 1 and sum(map(_nbytes, _STATE_CACHE.values())) > _STATE_CACHE_BYTES:
             _STATE_CACHE.popitem(last=False)   # the oldest first, never the entry just made
     state, x = _STATE_CACHE[key]
-    return Case(f"{name}({_describe_config(config)}) in eval mode with the check's weights, "
-                f"input of shape {shape}", {"kind": "output", "config": config, "state": state, "x": x},
-                lambda index: f"output[{', '.join(map(str, index))}]")
+    inputs = {"kind": "output", "config": config, "state": state, "x": x, "mode": mode}
+    size = "×".join(map(str, shape))
+    if mode != "train":
+        return Case(f"{name}({_describe_config(config)}) in eval mode with the check's weights, input {size}",
+                    inputs, lambda index: f"output[{', '.join(map(str, index))}]",
+                    layout=Layout(axes=axes) if axes else None)
+    inputs["seed"] = key[3] % 2 ** 31   # the dropout masks of the train-mode forward
+    return Case(f"{name}({_describe_config(config)}) with the check's weights, input {size}: one forward in "
+                "train mode, then one in eval mode", inputs,
+                lambda index: f"{('train-mode', 'eval-mode')[index[0]]} output[{', '.join(map(str, index[1:]))}]",
+                layout=Layout(axes=axes, parts=TRAIN_PARTS))
 
 
 def module_cases(name: str, build: Callable[..., nn.Module], counts: list[dict], outputs: list[tuple],
                  hidden_counts: list[dict], hidden_outputs: list[tuple], hidden: bool,
-                 keep_float32: bool = False) -> list[Case]:
-    """Parameter-count cases, then output cases ``(config, input shape)`` with weights from ``build``."""
+                 keep_float32: bool = False, axes: tuple[str, ...] = ()) -> list[Case]:
+    """Parameter-count cases, then output cases ``(config, input shape)`` or ``(config, input shape, "train")``
+    with weights from ``build``; ``axes`` names the output's axes for the diagnosis."""
     cases = [_count_case(name, build, config) for config, _ in visible_then_hidden(counts, hidden_counts, hidden)]
     settings = visible_then_hidden(outputs, hidden_outputs, hidden)
-    cases += [_output_case(name, build, number, config, shape, salt, keep_float32)
-              for number, ((config, shape), salt) in enumerate(settings, start=1)]
+    cases += [_output_case(name, build, number, setting[0], setting[1], salt, keep_float32,
+                           setting[2] if len(setting) > 2 else "eval", axes)
+              for number, (setting, salt) in enumerate(settings, start=1)]
     return cases
 
 
 def module_exercise(function: str, reference_name: str, build: Callable[..., nn.Module],
                     make_cases: Callable[[bool], list[Case]], mistakes: list[tuple], hint: str,
-                    forbidden: tuple[str, ...] = ()) -> Exercise:
+                    forbidden: tuple[str, ...] = (), section: str = "",
+                    covers: dict[str, Callable[[Case], bool]] | None = None) -> Exercise:
     """An exercise on an nn.Module class; ``mistakes`` are (name, hint, variant keywords for ``build``);
-    ``forbidden``: torchvision's own modules, which the student's module must not call (Exercise.forbidden)."""
+    ``forbidden``: torchvision's own modules, which the student's module must not call (Exercise.forbidden);
+    ``section``: the notebook heading; ``covers``: the exercise's own properties, added to those every module
+    exercise covers (:data:`MODULE_COVERS`; one mapped to None is left out)."""
 
     def output_of(variant: dict):
         """What a case measures on ``build(**config, **variant)``: the reference, or a known mistake."""
@@ -231,10 +279,36 @@ def module_exercise(function: str, reference_name: str, build: Callable[..., nn.
     return Exercise(
         function=function, reference_name=reference_name, make_cases=make_cases, reference=output_of({}), call=call,
         mistakes=[Mistake(name, mhint, output_of(variant)) for name, mhint, variant in mistakes],
-        tolerance=FLOAT64_MODULE, hint=hint, forbidden=forbidden,
+        tolerance=FLOAT64_MODULE, hint=hint, forbidden=forbidden, section=section,
+        covers={k: v for k, v in {**MODULE_COVERS, **(covers or {})}.items() if v is not None},
         exception_hints={
             "ParameterMismatch": "use the attribute names and layer order given in the exercise: the check loads "
                                  "its weights into your module by name.",
             "RuntimeError": "print the shape of the tensor after every layer of your forward on the case's input: "
                             "a mismatch usually means a wrong in_features or channel count.",
         })
+
+
+# --------------------------------------------------------------------------- what the cases cover
+
+
+def output_case(case: Case) -> bool:
+    return case.inputs.get("kind") == "output"
+
+
+def input_shape(case: Case) -> tuple:
+    return tuple(np.shape(case.inputs["x"])) if output_case(case) else ()
+
+
+def config_value(case: Case, key: str):
+    return case.inputs["config"].get(key) if "config" in case.inputs else None
+
+
+# what every module exercise covers: counts, both modes, a batch, the input rule
+MODULE_COVERS: dict[str, Callable[[Case], bool]] = {
+    "a parameter count": lambda c: c.inputs.get("kind") == "count",
+    "eval mode (running statistics, dropout off)": output_case,   # a train case ends in eval mode too
+    "train mode on a batch of 2 or more, then eval mode": lambda c: output_case(c) and c.inputs["mode"] == "train"
+    and input_shape(c)[0] >= 2,
+    "a batch of one image": lambda c: output_case(c) and input_shape(c)[0] == 1,
+}

@@ -20,7 +20,9 @@ import torch.nn.functional as F
 from utils.checks.exercise import run_check
 from utils.checks.feedback import show
 from utils.cnn.architectures.basic_block import NO_PROJECTION, TORCHVISION_BLOCKS, projection_shortcut
-from utils.cnn.architectures.shared import module_cases, module_exercise
+from utils.cnn.architectures.shared import config_value, input_shape, module_cases, module_exercise, output_case
+
+MAP_AXES = ("image", "channel", "row", "column")
 
 # torchvision's own SE block, which the answers must not call: it is what they are compared with.
 _TORCHVISION_SE = ("torchvision.ops.misc.SqueezeExcitation",)
@@ -87,23 +89,34 @@ SE_BLOCK = module_exercise(
     lambda hidden: module_cases(
         "SEBlock", _se_build,
         counts=[dict(channels=64, reduction=16), dict(channels=32, reduction=4)],
-        outputs=[(dict(channels=16, reduction=4), (2, 16, 5, 5)), (dict(channels=32, reduction=8), (1, 32, 3, 4))],
-        hidden_counts=[dict(channels=48, reduction=3)],
-        hidden_outputs=[(dict(channels=24, reduction=3), (3, 24, 4, 6))], hidden=hidden),
-    [(_SE_MAX_POOL, "squeeze = global *average* pooling: z = x.mean(dim=(2, 3)).", dict(pool="max")),
-     ("SE without the sigmoid: the channel weights must be gated into (0, 1)",
-      "s = torch.sigmoid(self.fc2(torch.relu(self.fc1(z)))).", dict(gate="none")),
+        outputs=[(dict(channels=32, reduction=8), (1, 32, 3, 4)),
+                 (dict(channels=16, reduction=4), (2, 16, 5, 5), "train")],
+        hidden_counts=[dict(channels=48, reduction=3), dict(channels=20, reduction=8)],
+        hidden_outputs=[(dict(channels=24, reduction=3), (3, 24, 4, 6)),
+                        (dict(channels=20, reduction=8), (2, 20, 6, 3), "train")], hidden=hidden, axes=MAP_AXES),
+    [(_SE_MAX_POOL, "the squeeze step averages each channel over all H×W positions (section 5).", dict(pool="max")),
+     ("SE without the sigmoid: the channel weights are not gated into (0, 1)",
+      "the excitation ends with a gate in (0, 1) for every channel (section 5's formula).", dict(gate="none")),
      ("softmax instead of sigmoid: SE gates every channel independently, they need not sum to 1",
-      "use torch.sigmoid, not softmax over the channels.", dict(gate="softmax")),
+      "each channel gets its own gate in (0, 1); a softmax over the channels makes them compete.",
+      dict(gate="softmax")),
      (_SE_REDUCTION,
-      "fc1 = nn.Linear(channels, channels // reduction); fc2 = nn.Linear(channels // reduction, channels).",
+      "reduction is the divisor of the channel count: the bottleneck between fc1 and fc2 has C // reduction units.",
       dict(hidden="reduction")),
      ("SE reduction ratio wrong: the hidden layer has C // reduction units, not C (no bottleneck)",
-      "fc1 = nn.Linear(channels, channels // reduction).", dict(hidden="channels")),
+      "fc1 narrows the C channel summaries to C // reduction units; fc2 widens them back to C.",
+      dict(hidden="channels")),
      ("the block returns the channel weights s instead of the rescaled input x · s",
-      "return x * s with s of shape (N, C, 1, 1).", dict(returns="gates"))],
-    hint="z = x.mean(dim=(2, 3)); s = sigmoid(fc2(relu(fc1(z)))); return x * s[:, :, None, None].",
-    forbidden=_TORCHVISION_SE)
+      "the block returns its input with every channel multiplied by that channel's gate (the scale step).",
+      dict(returns="gates"))],
+    hint="go through the three steps of section 5 in order (squeeze, excite, scale) and print the shape after "
+         "each: (N, C) summaries, (N, C) gates in (0, 1), then (N, C, H, W).",
+    forbidden=_TORCHVISION_SE,
+    section="5. Squeeze-and-Excitation",
+    covers={"reduction other than 16": lambda c: config_value(c, "reduction") not in (None, 16),
+            "channels not a multiple of reduction (C // r rounds down)":
+            lambda c: output_case(c) and config_value(c, "channels") % config_value(c, "reduction") != 0,
+            "a non-square input": lambda c: output_case(c) and input_shape(c)[2] != input_shape(c)[3]})
 
 
 def check_SEBlock(SEBlock, hidden: bool = False) -> None:
@@ -170,19 +183,26 @@ SE_RESNET = module_exercise(
         counts=[dict(num_classes=10, reduction=16), dict(num_classes=100, reduction=8)],
         outputs=[(dict(num_classes=10, reduction=16), (1, 3, 16, 16))],
         hidden_counts=[dict(num_classes=7, reduction=4)],
-        hidden_outputs=[(dict(num_classes=5, reduction=8), (1, 3, 12, 20))], hidden=hidden, keep_float32=True),
+        hidden_outputs=[(dict(num_classes=5, reduction=8), (2, 3, 10, 14), "train")], hidden=hidden,
+        keep_float32=True, axes=("image", "class")),
     [(*NO_PROJECTION, dict(projection=False)),
-     (_SE_REDUCTION, "se = SEBlock(out_channels, reduction) with fc1 = nn.Linear(C, C // reduction).",
+     (_SE_REDUCTION, "each SEBasicBlock hands its reduction ratio to its SEBlock unchanged (section 6).",
       dict(se_hidden="reduction")),
      ("SE applied after the addition: it must rescale the residual branch before the shortcut is added",
-      "out = bn2(conv2(...)); out = se(out); out = relu(out + identity).", dict(se_after_add=True)),
-     (_SE_MAX_POOL, "z = x.mean(dim=(2, 3)).", dict(se_pool="max")),
+      "the SE block rescales the residual branch (after bn2); the shortcut is added afterwards, not rescaled.",
+      dict(se_after_add=True)),
+     (_SE_MAX_POOL, "the squeeze step averages each channel over all H×W positions (section 5).",
+      dict(se_pool="max")),
      ("ImageNet stem (7×7 stride-2 conv + max pool) instead of the CIFAR stem",
-      "conv1 = nn.Conv2d(3, 64, 3, stride=1, padding=1, bias=False), no max pool.", dict(stem="imagenet"))],
-    hint="conv1 (3×3, 64) → bn1 → ReLU → layer1..layer4 (two SE basic blocks each, widths 64, 128, 256, 512, "
-         "strides 1, 2, 2, 2) → global average pool → fc; in each block out = relu(se(bn2(conv2(relu(bn1(conv1(x)))))) "
-         "+ shortcut(x)).",
-    forbidden=TORCHVISION_BLOCKS + _TORCHVISION_SE + ("torchvision.models.resnet.ResNet",))
+      "the CIFAR stem of section 6 is one 3×3 convolution of stride 1, with no max pooling after it.",
+      dict(stem="imagenet"))],
+    hint="check section 6's table stage by stage (widths and strides of the two blocks of each layer), where "
+         "the SE block sits in each block, and the head: global average pooling, then fc.",
+    forbidden=TORCHVISION_BLOCKS + _TORCHVISION_SE + ("torchvision.models.resnet.ResNet",),
+    section="6. SE-ResNet-18",
+    covers={"reduction other than 16": lambda c: config_value(c, "reduction") not in (None, 16),
+            "a non-square input": lambda c: output_case(c) and input_shape(c)[2] != input_shape(c)[3],
+            "num_classes other than 10": lambda c: config_value(c, "num_classes") not in (None, 10)})
 
 
 def check_SEResNet18(SEResNet18, hidden: bool = False) -> None:

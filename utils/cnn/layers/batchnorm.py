@@ -16,11 +16,15 @@ from utils.checks.diagnose import Mistake
 from utils.checks.exercise import Case, Exercise, run_check
 from utils.checks.feedback import show
 from utils.cnn.layers.shared import (
-    RETURN_HINT,
+    PACKED,
     build_cases,
+    calling,
     describe_parts,
     flatten,
     functional,
+    not_sharing,
+    part_regions,
+    return_hint,
     shapes_text,
     unpack_outputs,
 )
@@ -38,11 +42,39 @@ BN_SETTINGS = [
     ((6, 3), True, 0.1, 1e-3, "tiny"),
 ]
 BN_HIDDEN = [((10, 6), True, 0.05, 1e-5, ""), ((2, 3, 3, 3), False, 0.2, 1e-5, ""),
-             ((7, 2, 2, 2), True, 0.1, 1e-4, "")]
+             ((7, 2, 2, 2), True, 0.1, 1e-4, ""), ((6, 3), True, 0.1, 1e-2, "comparable"),
+             ((5, 2, 3, 3), True, 0.7, 1e-2, "comparable"), ((5, 2, 3, 4), False, 0.1, 1e-2, "small running")]
 
 # (shape, eps, special)
 BN_BACKWARD_SETTINGS = [((4, 3), 1e-5, "seed"), ((8, 5), 1e-5, ""), ((3, 4, 3, 3), 1e-5, ""), ((5, 2), 1e-3, "")]
-BN_BACKWARD_HIDDEN = [((6, 2, 5, 4), 1e-5, ""), ((16, 3), 1e-4, "")]
+BN_BACKWARD_HIDDEN = [((6, 2, 5, 4), 1e-5, ""), ((16, 3), 1e-4, ""), ((6, 3), 1e-2, "comparable"),
+                      ((4, 2, 3, 3), 1e-3, "tiny")]
+
+
+def _channel_variances(x) -> np.ndarray:
+    axes = (0,) + tuple(range(2, np.ndim(x)))
+    return np.var(x, axis=axes)
+
+
+def _eps_comparable(case: Case) -> bool:
+    """A channel whose batch variance is within a factor 3 of eps: where eps goes changes the output."""
+    ratio = _channel_variances(case.inputs["x"]) / case.inputs["eps"]
+    return bool(((ratio > 1 / 3) & (ratio < 3)).any())
+
+
+def _eps_dominates(case: Case) -> bool:
+    return bool((_channel_variances(case.inputs["x"]) < case.inputs["eps"] / 10).any())
+
+
+BN_SHAPE_COVERS = {
+    "an (N, C) input": lambda c: c.inputs["x"].ndim == 2,
+    "an (N, C, H, W) input": lambda c: c.inputs["x"].ndim == 4,
+    "a non-square spatial size": lambda c: c.inputs["x"].ndim == 4 and c.inputs["x"].shape[2] != c.inputs["x"].shape[3],
+    "random γ (not 1)": lambda c: bool((c.inputs["gamma"] != 1).all()),
+    "eps other than 1e-5": lambda c: c.inputs["eps"] != 1e-5,
+    "eps comparable to a channel's batch variance": _eps_comparable,
+    "eps far above a channel's batch variance": _eps_dominates,
+}
 
 
 def _bn_x(rng, shape, special: str) -> np.ndarray:
@@ -50,7 +82,9 @@ def _bn_x(rng, shape, special: str) -> np.ndarray:
         return SEED_BN_X.copy()
     x = rng.normal(loc=0.5, scale=2.0, size=shape)
     if special == "tiny":   # a channel whose variance is far below eps: shows where eps goes
-        x[:, 1] = 0.5 + 1e-3 * rng.normal(size=shape[0])
+        x[:, 1] = 0.5 + 1e-3 * rng.normal(size=x[:, 1].shape)
+    if special == "comparable":   # a channel whose variance is about eps: eps changes its output by ~30 %
+        x[:, 1] = 0.5 + 0.1 * rng.normal(size=x[:, 1].shape)
     return x
 
 
@@ -68,14 +102,19 @@ def _forward_case(rng, setting, number: int) -> Case:
     else:
         gamma, beta = rng.uniform(0.5, 2.0, C), rng.normal(size=C)
         rm, rv = rng.normal(size=C), rng.uniform(0.5, 3.0, C)
-        text = (f"x of shape {shape}, {'training' if training else 'eval'} mode, momentum={momentum}, eps={eps:g}, "
-                "random γ, β and running statistics")
+        mode = f"training mode, momentum={momentum}" if training else "eval mode"
+        text = f"x of shape {shape}, {mode}, eps={eps:g}, random γ, β and running statistics".replace("e-0", "e-")
         if special == "tiny":
             text += "; channel 1 has a variance (1e-6) far below eps"
+        elif special == "comparable":
+            text += "; channel 1 has a variance about eps"
+        elif special == "small running":
+            rv = rng.uniform(0.5, 2.0, C) * eps
+            text += "; running_var about eps"
     inputs = {"x": x, "gamma": gamma, "beta": beta, "running_mean": rm, "running_var": rv,
               "momentum": momentum, "eps": eps, "training": training}
     parts = [("out", shape), ("new_running_mean", (C,)), ("new_running_var", (C,))]
-    return Case(text + f"; returns {shapes_text(parts)}", inputs, describe_parts(parts))
+    return Case(text + f"; returns {shapes_text(parts)}", inputs, describe_parts(parts), regions=part_regions(parts))
 
 
 def batchnorm_forward_cases(hidden: bool) -> list[Case]:
@@ -101,10 +140,36 @@ def _forward_with(**switches):
     return compute
 
 
+GIVEN_ARRAYS_KEPT = ("do not modify the arrays you are given; in eval mode, return copies of the running statistics "
+                     "(Task: `batchnorm_forward`)")
+FORWARD_SHAPES = "batchnorm_forward returns out like x, new_running_mean (C,) and new_running_var (C,)"
+
+
 def call_batchnorm_forward(fn, inputs: dict) -> np.ndarray:
-    result = fn(inputs["x"], inputs["gamma"], inputs["beta"], inputs["running_mean"], inputs["running_var"],
-                inputs["momentum"], inputs["eps"], inputs["training"])
-    return unpack_outputs(result, ("out", "new_running_mean", "new_running_var"), "batchnorm_forward")
+    given = {k: inputs[k] for k in ("x", "gamma", "beta", "running_mean", "running_var")}
+    result = calling(fn, given, inputs["x"], inputs["gamma"], inputs["beta"], inputs["running_mean"],
+                     inputs["running_var"], inputs["momentum"], inputs["eps"], inputs["training"],
+                     rule=GIVEN_ARRAYS_KEPT)
+    C = inputs["x"].shape[1]
+    packed = unpack_outputs(result, ("out", "new_running_mean", "new_running_var"), "batchnorm_forward",
+                            (inputs["x"].shape, (C,), (C,)), FORWARD_SHAPES)
+    for name, value in zip(("new_running_mean", "new_running_var"), result[1:], strict=True):
+        not_sharing(value, given, name, GIVEN_ARRAYS_KEPT)
+    return packed
+
+
+FORWARD_COVERS = {
+    **BN_SHAPE_COVERS,
+    "training mode": lambda c: c.inputs["training"],
+    "eval mode": lambda c: not c.inputs["training"],
+    "eval mode on an (N, C, H, W) input": lambda c: not c.inputs["training"] and c.inputs["x"].ndim == 4,
+    "momentum other than 0.1": lambda c: c.inputs["momentum"] != 0.1,
+    "eval mode with running_var comparable to eps":
+        lambda c: not c.inputs["training"] and bool((c.inputs["running_var"] < 3 * c.inputs["eps"]).any()),
+    "running statistics other than 0 and 1":
+        lambda c: bool((c.inputs["running_mean"] != 0).all() and (c.inputs["running_var"] != 1).all()),
+    "β not 0": lambda c: bool((c.inputs["beta"] != 0).all()),
+}
 
 
 BN_FORWARD = Exercise(
@@ -115,26 +180,31 @@ BN_FORWARD = Exercise(
     reference=batchnorm_reference,
     call=call_batchnorm_forward,
     mistakes=[
-        Mistake("BN using unbiased variance (ddof=1) to normalise: the batch is normalised with the biased variance",
-                "var = x.var(axis=axes) (divide by m, not m − 1) inside the normalisation.",
-                _forward_with(ddof=1)),
-        Mistake("BN running stats updated with the wrong momentum convention: PyTorch keeps (1 − momentum) of the "
-                "old value", "new_running = (1 − momentum)·running + momentum·batch_statistic.",
+        Mistake("BN using unbiased variance (divided by m − 1) to normalise the batch",
+                "the normalisation divides by m, the number of values per channel; only running_var stores the "
+                "unbiased variance.", _forward_with(ddof=1)),
+        Mistake("the momentum convention is reversed: momentum was used as the weight of the old running value",
+                "in PyTorch, momentum is the weight of the new batch statistic (section 4, second bullet point).",
                 _forward_with(reversed_momentum=True)),
-        Mistake("BN running_var updated with the biased batch variance: PyTorch stores the unbiased one",
-                "new_running_var = (1 − momentum)·running_var + momentum·var·m/(m − 1), m = values per channel.",
-                _forward_with(biased_running=True)),
-        Mistake("BN using batch statistics in eval mode: eval must normalise with running_mean and running_var",
-                "if not training: use the running statistics and return them unchanged.",
+        Mistake("running_var was updated with the biased batch variance",
+                "PyTorch blends the unbiased batch variance into running_var, while the normalisation itself uses "
+                "the biased one.", _forward_with(biased_running=True)),
+        Mistake("eval mode normalised with the batch statistics",
+                "in eval mode the output uses running_mean and running_var, whatever the batch holds.",
                 _forward_with(batch_stats_in_eval=True)),
-        Mistake("BN running statistics updated in eval mode: they must come back unchanged",
-                "only training mode updates running_mean and running_var.", _forward_with(update_in_eval=True)),
-        Mistake("eps added outside the square root: divide by sqrt(var + eps)",
-                "x_hat = (x − mean) / np.sqrt(var + eps).", _forward_with(eps_outside=True)),
+        Mistake("the running statistics were updated in eval mode",
+                "only training mode updates them; eval mode returns copies, unchanged.",
+                _forward_with(update_in_eval=True)),
+        Mistake("eps was added outside the square root",
+                "eps goes under the square root, next to the variance.", _forward_with(eps_outside=True)),
     ],
-    hint="training: mean, var (biased) over every axis but 1; out = γ·(x − mean)/sqrt(var + eps) + β; "
-         "running = (1 − momentum)·running + momentum·(mean, unbiased var). eval: use the running statistics.",
-    exception_hints=RETURN_HINT,
+    hint="training mode: per-channel statistics over every axis but the channel axis, normalise, scale by γ, "
+         "shift by β, and blend the running statistics as the section's bullet points say; eval mode: normalise "
+         "with the running statistics and return copies of them.",
+    exception_hints=return_hint("out", "new_running_mean", "new_running_var"),
+    section="Task: `batchnorm_forward`",
+    layout=PACKED,
+    covers=FORWARD_COVERS,
 )
 
 
@@ -148,10 +218,14 @@ def _backward_case(rng, setting, number: int) -> Case:
     gamma = np.ones(C) if special == "seed" else rng.uniform(0.5, 2.0, C)
     dout = rng.normal(size=shape)
     text = ("the course-notes batch x = 1..12 as 4×3, γ = 1, random dout" if special == "seed"
-            else f"x of shape {shape}, random γ and dout, eps={eps:g}")
+            else f"x of shape {shape}, random γ and dout, eps={eps:g}".replace("e-0", "e-"))
+    if special == "tiny":
+        text += "; channel 1 has a variance far below eps"
+    elif special == "comparable":
+        text += "; channel 1 has a variance about eps"
     parts = [("dx", shape), ("dgamma", (C,)), ("dbeta", (C,))]
     return Case(text + f"; returns {shapes_text(parts)}", {"dout": dout, "x": x, "gamma": gamma, "eps": eps},
-                describe_parts(parts))
+                describe_parts(parts), regions=part_regions(parts))
 
 
 def batchnorm_backward_cases(hidden: bool) -> list[Case]:
@@ -176,9 +250,15 @@ def _backward_with(**switches):
     return compute
 
 
+BACKWARD_SHAPES = "batchnorm_backward returns dx like x, dgamma (C,) and dbeta (C,)"
+
+
 def call_batchnorm_backward(fn, inputs: dict) -> np.ndarray:
-    result = fn(inputs["dout"], inputs["x"], inputs["gamma"], inputs["eps"])
-    return unpack_outputs(result, ("dx", "dgamma", "dbeta"), "batchnorm_backward")
+    result = calling(fn, {k: inputs[k] for k in ("dout", "x", "gamma")}, inputs["dout"], inputs["x"],
+                     inputs["gamma"], inputs["eps"])
+    C = inputs["x"].shape[1]
+    return unpack_outputs(result, ("dx", "dgamma", "dbeta"), "batchnorm_backward", (inputs["x"].shape, (C,), (C,)),
+                          BACKWARD_SHAPES)
 
 
 BN_BACKWARD = Exercise(
@@ -188,18 +268,21 @@ BN_BACKWARD = Exercise(
     reference=batchnorm_backward_reference,
     call=call_batchnorm_backward,
     mistakes=[
-        Mistake("BN backward treats the batch mean and variance as constants: dx = dout·γ/sqrt(var + eps) misses "
-                "the paths through mean and var",
-                "dx = (dx̂ − mean(dx̂) − x̂·mean(dx̂·x̂)) / sqrt(var + eps), dx̂ = dout·γ, means over the batch axes.",
-                _backward_with(constant_stats=True)),
-        Mistake("dgamma computed with x instead of the normalised x̂", "dgamma = Σ dout · x̂ over the batch axes.",
-                _backward_with(dgamma_from_x=True)),
-        Mistake("BN using unbiased variance (ddof=1): the forward pass normalises with the biased variance",
-                "var = x.var(axis=axes), dividing by m.", _backward_with(ddof=1)),
+        Mistake("the batch mean and variance were treated as constants: the paths through them are missing",
+                "every sample also moves its channel's mean and variance; the section's compact form collects the "
+                "three paths of the chain rule.", _backward_with(constant_stats=True)),
+        Mistake("dgamma was computed from x instead of the normalised x̂",
+                "γ multiplies the normalised x̂, not x.", _backward_with(dgamma_from_x=True)),
+        Mistake("the unbiased variance (divided by m − 1) was used: the forward pass normalises with the biased one",
+                "recompute the batch variance exactly as the forward pass does in training mode.",
+                _backward_with(ddof=1)),
     ],
-    hint="x̂ = (x − mean)/sqrt(var + eps); dbeta = Σ dout; dgamma = Σ dout·x̂; "
-         "dx = (dx̂ − mean(dx̂) − x̂·mean(dx̂·x̂)) / sqrt(var + eps) with dx̂ = dout·γ (sums/means over axes 0, 2, 3).",
-    exception_hints=RETURN_HINT,
+    hint="recompute x̂ from x as the forward pass does; dbeta and dgamma sum over the batch axes; dx follows the "
+         "three paths through x̂, the mean and the variance (the compact form of the section).",
+    exception_hints=return_hint("dx", "dgamma", "dbeta"),
+    section="Backward pass (training mode)",
+    layout=PACKED,
+    covers=BN_SHAPE_COVERS,
 )
 
 

@@ -19,6 +19,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from utils.checks.adapters import float64_tensor, torch_module
+from utils.checks.characterise import Layout
 from utils.checks.compare import EXACT, Tolerance
 from utils.checks.diagnose import Mistake
 from utils.checks.exercise import Case, Exercise, run_check
@@ -42,6 +43,15 @@ class Question(NamedTuple):
     description: str
     answer: Callable[[], Any]          # computes the answer with torch modules
     wrong: tuple[WrongAnswer, ...] = ()
+
+
+# How a diagnosis names the axes of an answer that is a list or an array (a number has none).
+AXES = {"two_block_shape": ("entry of (C, H, W)",), "lenet_conv2_shape": ("entry of (C, H, W)",),
+        "rf_blocks": ("entry of the list",), "rf_blocks_dilated": ("entry of the list",),
+        **{key: ("row", "column") for key in ("conv_output", "maxpool_output", "avgpool_output", "maxpool_grad",
+                                              "conv_dw", "conv_dx")},
+        **{key: ("feature",) for key in ("bn_mean", "bn_var", "bn_xhat_first_row", "bn_running_mean",
+                                         "bn_running_var")}}
 
 
 def _answer_array(value) -> np.ndarray:
@@ -70,6 +80,9 @@ def _describe_answer(name: str, key: str) -> Callable[[tuple], str]:
     return describe
 
 
+ON_PAPER = "7. On paper: sizes, parameters, receptive fields"
+
+
 class ByHandAnswers:
     """A by-hand exercise: one case per key of the student's dict, the answers computed with torch."""
 
@@ -80,7 +93,7 @@ class ByHandAnswers:
     def cases(self, hidden: bool) -> list[Case]:
         """One case per key, the same with ``hidden=True``: the questions are the notebook's."""
         return [Case(f"{self.name}[{key!r}]: {question.description}", {"key": key},
-                     _describe_answer(self.name, key))
+                     _describe_answer(self.name, key), layout=Layout(axes=AXES[key]) if key in AXES else None)
                 for key, question in self.questions.items()]
 
     def reference(self, inputs: dict) -> np.ndarray:
@@ -103,10 +116,15 @@ class ByHandAnswers:
                         functools.partial(_answer_to, key, wrong.value))
                 for key, question in self.questions.items() for wrong in question.wrong]
 
+    def covers(self) -> dict:
+        """Every question of the notebook's dict is asked."""
+        return {f"the question {key!r}": (lambda case, key=key: case.inputs["key"] == key) for key in self.questions}
+
     def exercise(self, tolerance: Tolerance, hint: str) -> Exercise:
         return Exercise(function=self.name, reference_name="the values computed from torch modules",
                         make_cases=self.cases, reference=self.reference, call=self.call,
-                        mistakes=self.mistakes(), tolerance=tolerance, hint=hint,
+                        mistakes=self.mistakes(), tolerance=tolerance, hint=hint, section=ON_PAPER,
+                        covers=self.covers(), reveal_expected=False,
                         exception_hints={"KeyError": "keep every key of the template dict and fill in its value.",
                                          "WrongReturnValue": "pass the dict itself.",
                                          "ValueError": "each value is a number, or a list/tuple of numbers."})
@@ -181,34 +199,36 @@ SIZE_QUESTIONS = {
     "conv_4x4_k3": Question(
         "side of the output of a 3×3 convolution on a 4×4 input, no padding, stride 1",
         lambda: _output_side([_nn().Conv2d(1, 1, 3)], 4),
-        (WrongAnswer("the `+ 1` is missing", "out = (n + 2p − k) // s + 1.", 1),)),
+        (WrongAnswer("the `+ 1` is missing", "the first window position counts too: one more output than the "
+                     "number of steps the window takes.", 1),)),
     "conv_4x4_k3_pad1": Question(
         "side of the output of the same convolution with padding=1",
         lambda: _output_side([_nn().Conv2d(1, 1, 3, padding=1)], 4),
-        (WrongAnswer("padding added on one side only", "the padded input is n + 2p wide.", 3),)),
+        (WrongAnswer("padding added on one side only", "padding adds zeros on both sides of each axis.", 3),)),
     "conv_5x5_k3_stride2": Question(
         "side of the output of a 3×3 convolution on a 5×5 input, stride 2, no padding",
         lambda: _output_side([_nn().Conv2d(1, 1, 3, stride=2)], 5),
-        (WrongAnswer("stride ignored", "out = (n − k) // s + 1.", 3),)),
+        (WrongAnswer("stride ignored", "with stride 2 the window moves two pixels at a time.", 3),)),
     "two_block_shape": Question(
         "(C, H, W) after [Conv 3×3 (4 filters, pad 1) → ReLU → MaxPool 2] → "
         "[Conv 3×3 (8 filters, pad 1) → ReLU → MaxPool 2] on an 8×8×1 input",
         lambda: _output_shape(_two_blocks(), (1, 1, 8, 8))[1:],
-        (WrongAnswer(_CHANNELS_LAST, "PyTorch order is (C, H, W).", (2, 2, 8)),)),
+        (WrongAnswer(_CHANNELS_LAST, "PyTorch writes the channels first.", (2, 2, 8)),)),
     "lenet_conv2_shape": Question(
         "(C, H, W) after LeNet-5's second convolution (Conv 5×5, 16 filters) on a 28×28×1 input",
         lambda: _output_shape(_lenet()[:4], (1, 1, 28, 28))[1:],
-        (WrongAnswer(_CHANNELS_LAST, "PyTorch order is (C, H, W).", (8, 8, 16)),)),
+        (WrongAnswer(_CHANNELS_LAST, "PyTorch writes the channels first.", (8, 8, 16)),)),
     "lenet_flatten": Question(
         "number of features LeNet-5 flattens before its first Linear layer (28×28×1 input)",
         lambda: _output_shape(_lenet()[:7], (1, 1, 28, 28))[1],
         (WrongAnswer("400 is the classic LeNet-5 on 32×32 inputs; this one sees 28×28",
-                     "28 → 24 → 12 → 8 → 4, so 16·4·4.", 400),)),
+                     "follow the side through each convolution and pooling, starting from 28.", 400),)),
     "classifier_flatten": Question(
         "in_features of the Linear layer after Conv 3×3 (64) → ReLU → MaxPool 2 → Conv 3×3 (128) "
         "→ ReLU → MaxPool 2 on a 224×224×3 input (no padding)",
         lambda: _output_shape(_classifier_features(), (1, 3, 224, 224))[1],
-        (WrongAnswer("pooling rounded up (109 / 2 → 55): MaxPool2d rounds down", "MaxPool2d(2) on 109 gives 54.",
+        (WrongAnswer("a pooling of an odd side was rounded up: MaxPool2d rounds down",
+                     "pooling an odd side by 2 drops its last row and column (section 7, output sizes).",
                      lambda: _output_shape(_classifier_features(ceil_mode=True), (1, 3, 224, 224))[1]),)),
 }
 
@@ -220,7 +240,8 @@ PARAM_QUESTIONS = {
     "mults_per_output": Question(
         "multiplications for one output value of a 3×3 kernel on a 3×3×2 input",
         lambda: _n_params([_nn().Conv2d(2, 1, 3, bias=False)]),
-        (WrongAnswer("only one channel counted: the kernel spans all input channels", "k·k·C_in.", 9),)),
+        (WrongAnswer("only one input channel counted: the kernel spans all input channels",
+                     "one output value reads the kernel's taps in every input channel.", 9),)),
     "two_block_params": Question(
         "parameters of the two conv blocks of 'two_block_shape' (Conv 1→4 and Conv 4→8, 3×3)",
         lambda: _n_params(_two_blocks()),
@@ -228,27 +249,29 @@ PARAM_QUESTIONS = {
     "lenet5_params": Question(
         "parameters of LeNet-5 on 28×28×1 input (conv 6, conv 16, Linear 256→120→84→10)",
         lambda: _n_params(_lenet()),
-        (WrongAnswer("you counted the 32×32-input LeNet-5 (400 flattened features)", "on 28×28 the flatten is 256.",
+        (WrongAnswer("you counted the 32×32-input LeNet-5 (400 flattened features)",
+                     "on 28×28 inputs fewer features reach the first Linear layer (your 'lenet_flatten').",
                      lambda: _n_params(_lenet(flatten=400))),
          WrongAnswer(_BIASES_FORGOTTEN, "every conv filter and every Linear output unit has a bias.",
                      lambda: _n_params(_lenet()) - (6 + 16 + 120 + 84 + 10)))),
     "mlp_block_params": Question(
         "parameters of Linear(768, 3072) → GELU → Linear(3072, 768)",
         lambda: _n_params(_mlp_block()),
-        (WrongAnswer(_BIASES_FORGOTTEN, "Linear(in, out) has in·out + out parameters.",
+        (WrongAnswer(_BIASES_FORGOTTEN, "each Linear layer has one bias per output unit.",
                      lambda: _n_params(_mlp_block(bias=False))),)),
     "conv_block_params": Question(
         "parameters of Conv2d(64, 128, 3, padding=1) → BatchNorm2d(128) → Conv2d(128, 128, 3, padding=1)",
         lambda: _n_params(_conv_block()),
         (WrongAnswer("BatchNorm's running_mean and running_var counted as parameters: they are buffers",
-                     "BatchNorm2d(C) has 2·C parameters (γ, β).", lambda: _n_params(_conv_block(), with_buffers=True)),
+                     "only γ and β are trained.", lambda: _n_params(_conv_block(), with_buffers=True)),
          WrongAnswer("256 parameters missing: BatchNorm's γ and β not counted, or the two convolutions' biases "
-                     "(128 each) forgotten — both are 256", "BatchNorm2d(C) has 2·C trainable parameters and "
-                     "Conv2d(in, out, k) has in·out·k·k + out.", lambda: _n_params(_conv_block(batchnorm=False))))),
+                     "(128 each) forgotten — both are 256",
+                     "count BatchNorm's γ and β and the bias of each convolution.",
+                     lambda: _n_params(_conv_block(batchnorm=False))))),
     "two_3x3_params_c64": Question(
         "weights (no bias) of two stacked Conv2d(64, 64, 3)",
         lambda: _n_params(_convs_without_bias(2, kernel_size=3)),
-        (WrongAnswer("only one of the two convolutions counted", "two layers of 64·64·3·3 weights each.",
+        (WrongAnswer("only one of the two convolutions counted", "there are two layers of the same size.",
                      64 * 64 * 9),)),
     "one_5x5_params_c64": Question(
         "weights (no bias) of one Conv2d(64, 64, 5), the same receptive field",
@@ -314,8 +337,9 @@ def _rf_ignoring_pool(n: int, dilated=()) -> int:
     return rf
 
 
-_POOL_WINDOW_IGNORED = ("the 2×2 max-pool window was not counted: it widens the receptive field by (2 − 1)·jump",
-                        "walk the layers: RF += (k_eff − 1)·jump for every conv AND every pool, then jump *= stride.")
+_POOL_WINDOW_IGNORED = ("the 2×2 max-pool window was not counted: only the convolutions widened the field",
+                        "a pooling window widens the receptive field too, like a convolution's (section 7, "
+                        "“Receptive field”).")
 _CONV_3X3 = ("conv", 3, 1, 1)
 
 RF_QUESTIONS = {
@@ -325,11 +349,12 @@ RF_QUESTIONS = {
     "rf_three_3x3": Question(
         "receptive field of three stacked 3×3 convolutions, stride 1",
         lambda: measured_receptive_field((_CONV_3X3,) * 3),
-        (WrongAnswer("kernel sizes added up (3 + 3 + 3)", "RF = 1 + Σ (k − 1) at stride 1.", 9),)),
+        (WrongAnswer("kernel sizes added up (3 + 3 + 3)", "at stride 1 each further 3×3 layer widens the field by "
+                     "less than 3: neighbouring windows share pixels.", 9),)),
     "rf_dilated_3x3": Question(
         "receptive field of one 3×3 convolution with dilation 2",
         lambda: measured_receptive_field((("conv", 3, 1, 2),)),
-        (WrongAnswer("dilation ignored", "effective kernel k + (k − 1)(d − 1).", 3),)),
+        (WrongAnswer("dilation ignored", "dilation 2 spreads the kernel's 3 taps 2 pixels apart.", 3),)),
     "rf_blocks": Question(
         "[RF after 1, 2, 3, 4 blocks] of Conv 3×3 (stride 1, pad 1) → ReLU → MaxPool 2×2 (stride 2)",
         _rf_after_blocks,
@@ -382,7 +407,7 @@ HAND_QUESTIONS = {
         "[[1,0,−1],[1,0,−1],[1,0,−1]], no padding, stride 1",
         _seed_conv_output,
         (WrongAnswer("the kernel was flipped: deep-learning convolution does not flip",
-                     "multiply window and kernel element by element as they are.",
+                     "multiply window and kernel element by element as they stand.",
                      lambda: _seed_conv_output(flip=True)),)),
     "maxpool_output": Question(
         "2×2 max pooling (stride 2) of [[1,3,2,4],[5,6,7,8],[9,2,3,1],[4,5,6,7]]",
@@ -390,22 +415,24 @@ HAND_QUESTIONS = {
     "avgpool_output": Question(
         "2×2 average pooling (stride 2) of the same input",
         lambda: _seed_pool("avg"),
-        (WrongAnswer("window sums instead of means", "divide by 4.", lambda: _seed_pool("avg") * 4),)),
+        (WrongAnswer("window sums instead of means", "each window holds four values.",
+                     lambda: _seed_pool("avg") * 4),)),
     "maxpool_grad": Question(
         "4×4 gradient dX of that max pooling for dY = [[1, 2], [3, 4]]",
         lambda: torch_pool_grad("max", SEED_POOL_X[None, None], SEED_POOL_DOUT[None, None], 2, 2)[0, 0],
-        (WrongAnswer("the gradient of the bottom-right window went to the wrong pixel: its maximum 7 is at row 3, "
-                     "column 3", "find the argmax of [[3, 1], [6, 7]].",
+        (WrongAnswer("the gradient of the bottom-right window went to the wrong pixel",
+                     "look again for the largest value of the bottom-right window.",
                      [[0, 0, 0, 0], [0, 1, 0, 2], [3, 0, 0, 4], [0, 0, 0, 0]]),
          WrongAnswer("the gradient was sent to all positions of each window, not only the maximum",
-                     "only the max of each window receives dY.", np.kron(SEED_POOL_DOUT, np.ones((2, 2)))))),
+                     "only the largest value of each window receives its dY.",
+                     np.kron(SEED_POOL_DOUT, np.ones((2, 2)))))),
     "conv_dw": Question(
         "2×2 dW for X = [[1,2,3],[4,5,6],[7,8,9]], W = [[1,0],[0,1]], dY = ones(2×2)",
         lambda: _seed_conv_grads()[1][0, 0]),
     "conv_dx": Question(
         "3×3 dX for the same X, W and dY",
         lambda: _seed_conv_grads()[0][0, 0],
-        (WrongAnswer("dX filled with dY everywhere: each input receives dY·w from every window that covers it",
+        (WrongAnswer("dX filled with dY everywhere",
                      "count, for each input pixel, the windows where it meets a weight of 1.", np.ones((3, 3))),)),
     "bn_mean": Question(
         "per-feature batch mean of x = [[1,2,3],[4,5,6],[7,8,9],[10,11,12]]",
@@ -413,33 +440,35 @@ HAND_QUESTIONS = {
     "bn_var": Question(
         "per-feature variance BatchNorm normalises with (training mode)",
         lambda: float64_tensor(SEED_BN_X).var(0, correction=0).numpy(),
-        (WrongAnswer("unbiased variance (÷ 3): BatchNorm normalises with the biased one (÷ 4)", "divide by N = 4.",
+        (WrongAnswer("unbiased variance (÷ 3): BatchNorm normalises with the biased one (÷ 4)",
+                     "divide by the number of samples.",
                      SEED_BN_X.var(0, ddof=1)),)),
     "bn_xhat_first_row": Question(
         "first row of the BatchNorm output with γ = 1, β = 0, eps = 1e-5 (3 decimals are enough)",
         lambda: _seed_batchnorm1d()[1][0],
-        (WrongAnswer("normalised with the unbiased variance", "x̂ = (x − μ)/sqrt(σ² + eps), σ² ÷ 4.",
+        (WrongAnswer("normalised with the unbiased variance", "normalise with the biased variance, as in 'bn_var'.",
                      (SEED_BN_X[0] - SEED_BN_X.mean(0)) / np.sqrt(SEED_BN_X.var(0, ddof=1) + 1e-5)),)),
     "bn_running_mean": Question(
         "running_mean after this one training step of BatchNorm1d(3, momentum=0.1) (starts at 0)",
         lambda: _seed_batchnorm1d()[0].running_mean.numpy(),
-        (WrongAnswer(_MOMENTUM_REVERSED, "0.9·0 + 0.1·μ.", 0.9 * SEED_BN_X.mean(0)),)),
+        (WrongAnswer(_MOMENTUM_REVERSED, "momentum 0.1 is the weight of the new batch mean.",
+                     0.9 * SEED_BN_X.mean(0)),)),
     "bn_running_var": Question(
         "running_var after the same step (starts at 1)",
         lambda: _seed_batchnorm1d()[0].running_var.numpy(),
         (WrongAnswer("running_var updated with the biased variance: PyTorch stores the unbiased one (÷ N − 1)",
-                     "0.9·1 + 0.1·(45/3).", 0.9 * 1.0 + 0.1 * SEED_BN_X.var(0)),
-         WrongAnswer(_MOMENTUM_REVERSED, "0.9·1 + 0.1·σ²_unbiased.", 0.1 * 1.0 + 0.9 * SEED_BN_X.var(0, ddof=1)))),
+                     "running_var blends in the unbiased batch variance.", 0.9 * 1.0 + 0.1 * SEED_BN_X.var(0)),
+         WrongAnswer(_MOMENTUM_REVERSED, "momentum 0.1 is the weight of the new batch variance.",
+                     0.1 * 1.0 + 0.9 * SEED_BN_X.var(0, ddof=1)))),
 }
 
 SIZE_ANSWERS = ByHandAnswers("size_answers", SIZE_QUESTIONS).exercise(
-    EXACT, "out = (n + 2·padding − kernel) // stride + 1 per convolution or pooling; shapes as (C, H, W).")
+    EXACT, "apply the section's output-size rule to each convolution and pooling in turn; shapes as (C, H, W).")
 PARAM_ANSWERS = ByHandAnswers("param_answers", PARAM_QUESTIONS).exercise(
-    EXACT, "Conv2d(in, out, k): in·out·k·k + out; Linear(in, out): in·out + out; BatchNorm(C): 2·C; "
-           "ReLU, GELU, pooling: 0.")
+    EXACT, "count weights and biases layer by layer with the section's rules; ReLU, GELU and pooling have none.")
 RF_ANSWERS = ByHandAnswers("rf_answers", RF_QUESTIONS).exercise(
-    EXACT, "start with RF = 1, jump = 1; for each conv or pool: RF += (k_eff − 1)·jump, jump *= stride; "
-           "k_eff = k + (k − 1)(dilation − 1).")
+    EXACT, "walk through the layers keeping the field and the jump, as the section describes; pooling windows "
+           "count too.")
 HAND_ANSWERS = ByHandAnswers("hand_answers", HAND_QUESTIONS).exercise(
     BY_HAND_DECIMALS, "work it out on paper as in the notebook's worked examples; arrays as nested lists.")
 

@@ -10,17 +10,22 @@ from __future__ import annotations
 import numpy as np
 
 from utils.checks.adapters import float64_tensor
+from utils.checks.characterise import Layout
 from utils.checks.diagnose import Mistake
 from utils.checks.exercise import Case, Exercise, run_check
 from utils.checks.feedback import show
+from utils.checks.rules import RuleBroken
 from utils.cnn.layers.shared import (
+    PACKED,
     RETURN_HINT,
     build_cases,
+    calling,
     describe_array,
     describe_parts,
     flatten,
     functional,
     output_size,
+    part_regions,
     shapes_text,
     unpack_outputs,
 )
@@ -42,6 +47,32 @@ CONV_SETTINGS = [
 CONV_HIDDEN = [(3, 4, 5, 9, 7, 3, 2, 2, 2), (1, 1, 1, 5, 5, 1, 1, 1, 0), (2, 3, 2, 6, 6, 4, 4, 1, 3)]
 
 FORBIDDEN = ("torch.nn.functional.conv2d", "torch.conv2d", "torch.nn.Conv2d")
+
+
+def _shape(case: Case) -> tuple:
+    """(N, C_in, C_out, H, W, K_h, K_w, stride, padding) of a case."""
+    x, w = case.inputs["x"], case.inputs["w"]
+    return (*x.shape[:2], w.shape[0], *x.shape[2:], *w.shape[2:], case.inputs["stride"], case.inputs["padding"])
+
+
+def _rounds_down(case: Case) -> bool:
+    _, _, _, H, W, K_h, K_w, s, p = _shape(case)
+    return (H + 2 * p - K_h) % s != 0 or (W + 2 * p - K_w) % s != 0
+
+
+# The input space the notebook allows (Task: conv2d_forward / conv2d_backward), shared by both checks.
+CONV_COVERS = {
+    "a batch of 2 or more": lambda c: _shape(c)[0] >= 2,
+    "2 or more input channels": lambda c: _shape(c)[1] >= 2,
+    "2 or more output channels": lambda c: _shape(c)[2] >= 2,
+    "a non-square input": lambda c: _shape(c)[3] != _shape(c)[4],
+    "a non-square kernel": lambda c: _shape(c)[5] != _shape(c)[6],
+    "a 1×1 kernel": lambda c: _shape(c)[5:7] == (1, 1),
+    "stride 2 or more": lambda c: _shape(c)[7] >= 2,
+    "padding 1 or more": lambda c: _shape(c)[8] >= 1,
+    "padding of at least half the kernel": lambda c: 2 * _shape(c)[8] >= _shape(c)[5] > 1,
+    "an output size the stride rounds down": _rounds_down,
+}
 
 
 def _conv_inputs(rng, setting, number: int, backward: bool) -> dict:
@@ -113,7 +144,8 @@ def conv2d_without_bias(inputs: dict) -> np.ndarray:
 
 
 def call_conv2d_forward(fn, inputs: dict):
-    return fn(inputs["x"], inputs["w"], inputs["b"], stride=inputs["stride"], padding=inputs["padding"])
+    return calling(fn, {k: inputs[k] for k in ("x", "w", "b")}, inputs["x"], inputs["w"], inputs["b"],
+                   stride=inputs["stride"], padding=inputs["padding"])
 
 
 CONV_FORWARD = Exercise(
@@ -124,21 +156,26 @@ CONV_FORWARD = Exercise(
     reference=conv2d_reference,
     call=call_conv2d_forward,
     mistakes=[
-        Mistake("conv stride ignored: your output is the stride-1 convolution",
-                "output (h_out, w_out) reads the window whose top-left corner is (h_out·stride, w_out·stride) "
-                "of the padded input, and H_out = (H + 2·padding − K_h) // stride + 1.",
+        Mistake("the windows moved one pixel at a time: stride was ignored",
+                "consecutive output positions read windows `stride` pixels apart, and the output size of the "
+                "section divides by the stride.",
                 conv2d_stride_ignored),
-        Mistake("padding ignored: the input was not zero-padded",
-                "pad x with `padding` zeros on each side of both spatial axes first (np.pad).",
+        Mistake("the input was not zero-padded: padding was ignored",
+                "add `padding` rows and columns of zeros on every side of x before sliding the windows.",
                 conv2d_padding_ignored),
-        Mistake("kernel flipped in the forward pass: deep-learning 'convolution' is a cross-correlation",
-                "out[n, f, i, j] = Σ_c Σ_a Σ_b x_pad[n, c, i·s + a, j·s + b] · w[f, c, a, b], no flip.",
+        Mistake("the kernel was rotated by 180° (a true convolution)",
+                "deep learning's convolution is a cross-correlation: each kernel weight meets the window pixel in "
+                "the same position, nothing is flipped.",
                 conv2d_kernel_flipped),
-        Mistake("bias missing: b[c_out] must be added to every output of channel c_out",
-                "add b[None, :, None, None] to the output.", conv2d_without_bias),
+        Mistake("the bias b was not added",
+                "each output channel f has its own bias b[f], added at every position of that channel.",
+                conv2d_without_bias),
     ],
-    hint="pad x, then out[n, f, i, j] = Σ_{c,a,b} x_pad[n, c, i·stride + a, j·stride + b] · w[f, c, a, b] + b[f], "
-         "with H_out = (H + 2·padding − K_h) // stride + 1.",
+    hint="check, in this order: the zero padding on every side, the window positions (`stride` apart), the sum "
+         "over all input channels, and one bias per output channel — against the formula of section 1.",
+    section="Task: `conv2d_forward`",
+    layout=Layout(axes=("sample n", "output channel", "output row", "output column")),
+    covers={**CONV_COVERS, "a different bias per output channel": lambda c: len(set(c.inputs["b"].tolist())) > 1},
 )
 
 
@@ -154,7 +191,7 @@ def _backward_case(rng, setting, number: int) -> Case:
         inputs = _conv_inputs(rng, setting, number, True)
         text = _conv_description(setting, number, True)
     parts = [("dx", inputs["x"].shape), ("dw", inputs["w"].shape), ("db", (inputs["w"].shape[0],))]
-    return Case(f"{text}; returns {shapes_text(parts)}", inputs, describe_parts(parts))
+    return Case(f"{text}; returns {shapes_text(parts)}", inputs, describe_parts(parts), regions=part_regions(parts))
 
 
 def conv2d_backward_cases(hidden: bool) -> list[Case]:
@@ -185,13 +222,6 @@ def conv2d_dx_unflipped_kernel(inputs: dict) -> np.ndarray:
     return flatten(dx, dw, db)
 
 
-def conv2d_dx_padding_kept(inputs: dict) -> np.ndarray:
-    """dx of the padded input (its padding not cut off)."""
-    p = inputs["padding"]
-    x_pad = np.pad(inputs["x"], ((0, 0), (0, 0), (p, p), (p, p)))
-    return flatten(*torch_conv2d_grads(x_pad, inputs["w"], inputs["dout"], inputs["stride"], 0))
-
-
 def conv2d_dw_db_averaged(inputs: dict) -> np.ndarray:
     """dw and db divided by the batch size N."""
     dx, dw, db = _grads(inputs)
@@ -199,9 +229,20 @@ def conv2d_dw_db_averaged(inputs: dict) -> np.ndarray:
     return flatten(dx, dw / N, db / N)
 
 
+BACKWARD_SHAPES = ("conv2d_backward returns dx, dw and db with the shapes of x, w and (C_out,) "
+                   "(Task: `conv2d_backward`); the padded border is not part of x")
+
+
 def call_conv2d_backward(fn, inputs: dict) -> np.ndarray:
-    result = fn(inputs["dout"], inputs["x"], inputs["w"], stride=inputs["stride"], padding=inputs["padding"])
-    return unpack_outputs(result, ("dx", "dw", "db"), "conv2d_backward")
+    result = calling(fn, {k: inputs[k] for k in ("dout", "x", "w")}, inputs["dout"], inputs["x"], inputs["w"],
+                     stride=inputs["stride"], padding=inputs["padding"])
+    x, w, p = inputs["x"], inputs["w"], inputs["padding"]
+    padded = (*x.shape[:2], x.shape[2] + 2 * p, x.shape[3] + 2 * p)
+    if p and isinstance(result, (tuple, list)) and result and tuple(getattr(result[0], "shape", ())) == padded:
+        raise RuleBroken(BACKWARD_SHAPES, f"dx has shape {padded}, the shape of the padded input, expected "
+                                          f"{x.shape}: padding not removed from dX")
+    return unpack_outputs(result, ("dx", "dw", "db"), "conv2d_backward", (x.shape, w.shape, (w.shape[0],)),
+                          BACKWARD_SHAPES)
 
 
 CONV_BACKWARD = Exercise(
@@ -212,21 +253,22 @@ CONV_BACKWARD = Exercise(
     reference=conv2d_backward_reference,
     call=call_conv2d_backward,
     mistakes=[
-        Mistake("conv backward with unflipped kernel (for dX): dx must be the full convolution of dout with "
-                "the kernel rotated by 180°",
-                "every output (i, j) sends dout[n, f, i, j] · w[f, c, a, b] back to x_pad[n, c, i·s + a, j·s + b]: "
-                "the same (a, b) as in the forward pass.", conv2d_dx_unflipped_kernel),
-        Mistake("padding not removed from dX: dx has the shape of the padded input",
-                "compute dx_pad on the padded input, then return dx_pad[:, :, p:p + H, p:p + W].",
-                conv2d_dx_padding_kept),
-        Mistake("dw and db are divided by the batch size: the loss already carries any averaging, "
-                "the layer's backward must not average again",
-                "dw = Σ_n Σ_{i,j} dout[n, f, i, j] · window, db = dout.sum(axis=(0, 2, 3)), no division.",
+        Mistake("dx used the kernel in the wrong orientation (rotated by 180° where it must not be, or not "
+                "rotated in the full-convolution form)",
+                "written as a scatter, each window sends dout back through the kernel exactly as the forward pass "
+                "used it; only the gather (full convolution) form needs the 180° rotation.",
+                conv2d_dx_unflipped_kernel),
+        Mistake("dw and db were divided by the batch size N",
+                "a layer's backward pass sums over the batch: any 1/N of a mean loss is already inside dout.",
                 conv2d_dw_db_averaged),
     ],
-    hint="db = Σ over n, i, j of dout; dw[f, c, a, b] = Σ_{n,i,j} dout[n, f, i, j] · x_pad[n, c, i·s + a, j·s + b]; "
-         "dx_pad[n, c, i·s + a, j·s + b] += dout[n, f, i, j] · w[f, c, a, b], then remove the padding.",
+    hint="check each gradient on its own (the lines above say which differ) against the three bullet points of "
+         "the section; dx scatters through the same kernel taps as the forward pass and leaves out the padded "
+         "border.",
     exception_hints=RETURN_HINT,
+    section="Task: `conv2d_backward`",
+    layout=PACKED,
+    covers=CONV_COVERS,
 )
 
 

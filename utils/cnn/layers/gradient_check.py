@@ -14,10 +14,12 @@ from typing import NamedTuple
 import numpy as np
 
 from utils.checks.adapters import float64_tensor, to_numpy, torch_module
+from utils.checks.characterise import Layout
 from utils.checks.diagnose import Mistake
 from utils.checks.exercise import Case, Exercise, run_check
 from utils.checks.feedback import show
-from utils.cnn.layers.shared import RETURN_HINT, WrongReturnValue, build_cases, describe_parts, flatten
+from utils.checks.rules import require_dtype
+from utils.cnn.layers.shared import WrongReturnValue, build_cases, describe_parts, flatten, part_regions
 
 _A = np.array([[0.5, -1.0, 2.0], [1.5, 0.3, -0.7], [-0.2, 0.8, 1.1], [1.0, -1.3, 0.4]])
 
@@ -26,6 +28,9 @@ class KnownFunction(NamedTuple):
     numpy: Callable[[np.ndarray], float]   # what the student's numerical_gradient differentiates
     torch: Callable                        # the same function on a tensor, for the exact gradient
     description: str
+    # The centred difference's exact error for this function, when the step is large enough to show it
+    # (x, h) -> array like x; None: negligible at the cases' steps.
+    centred_error: Callable | None = None
 
 
 def _square_numpy(x):
@@ -70,6 +75,14 @@ def _cubic_torch(x):
     return torch_module().sum(x[0] * x[1:] ** 3)
 
 
+def _cube_numpy(x):
+    return float(np.sum(x ** 3))
+
+
+def _cube_torch(x):
+    return torch_module().sum(x ** 3)
+
+
 KNOWN_FUNCTIONS = {
     "square": KnownFunction(_square_numpy, _square_torch, "f(x) = Σ x²"),
     "sin": KnownFunction(_sin_numpy, _sin_torch, "f(x) = Σ sin(x)·x²"),
@@ -77,11 +90,25 @@ KNOWN_FUNCTIONS = {
                                "f(W) = Σ tanh(A @ W) + ½ Σ W² with a fixed 4×3 matrix A"),
     "logsumexp": KnownFunction(_logsumexp_numpy, _logsumexp_torch, "f(x) = log Σ exp(x)"),
     "cubic": KnownFunction(_cubic_numpy, _cubic_torch, "f(x) = Σ_i x[0]·x[i]³ (rows coupled)"),
+    # ((x + h)³ − (x − h)³) / (2h) = 3x² + h² exactly: with a large h the step's own size is visible.
+    "cube": KnownFunction(_cube_numpy, _cube_torch, "f(x) = Σ x³ (the centred difference is exactly 3x² + h²)",
+                          lambda x, h: np.full(np.shape(x), h * h)),
 }
 
 # (known function, shape of x, h)
 NG_SETTINGS = [("square", (3,), 1e-3), ("sin", (3, 4), 1e-3), ("tanh_layer", (3, 2), 1e-3), ("logsumexp", (5,), 1e-4)]
-NG_HIDDEN = [("cubic", (3, 3), 1e-3), ("sin", (2, 2, 3), 1e-4)]
+NG_HIDDEN = [("cubic", (3, 3), 1e-3), ("sin", (2, 2, 3), 1e-4), ("cube", (2, 3), 0.1)]
+
+NG_COVERS = {
+    "a 1-D x": lambda c: c.inputs["x"].ndim == 1,
+    "a 2-D x": lambda c: c.inputs["x"].ndim == 2,
+    "a 3-D x": lambda c: c.inputs["x"].ndim == 3,
+    "entries coupled in f (one entry's change moves the others' terms)": lambda c: c.inputs["f"] in
+        ("cubic", "tanh_layer", "logsumexp"),
+    "two different steps h": lambda c: c.inputs["h"] != 1e-3,
+    "a large step h whose size shows in the centred difference": lambda c: c.inputs["h"] >= 0.1 and
+        KNOWN_FUNCTIONS[c.inputs["f"]].centred_error is not None,
+}
 
 
 def _case(rng, setting, number: int) -> Case:
@@ -90,7 +117,7 @@ def _case(rng, setting, number: int) -> Case:
     parts = [("grad", shape), ("x after your call", shape)]
     return Case(f"{KNOWN_FUNCTIONS[name].description}, x of shape {shape}, h={h:g}; "
                 "your function must also leave x unchanged",
-                {"f": name, "x": x, "h": h}, describe_parts(parts))
+                {"f": name, "x": x, "h": h}, describe_parts(parts), regions=part_regions(parts))
 
 
 def numerical_gradient_cases(hidden: bool) -> list[Case]:
@@ -106,14 +133,19 @@ def call_numerical_gradient(fn, inputs: dict):
         return grad
     if array.shape != x.shape:
         raise WrongReturnValue(f"grad has shape {array.shape}; it must have the shape of x, {x.shape}.")
+    require_dtype(array, "float64", what="grad", rule="work in float64: grad is a float64 array (section 6)")
     return flatten(array, x)
 
 
 def numerical_gradient_reference(inputs: dict) -> np.ndarray:
     """The exact gradient by autograd, and x unchanged."""
+    known = KNOWN_FUNCTIONS[inputs["f"]]
     xt = float64_tensor(inputs["x"], True)
-    KNOWN_FUNCTIONS[inputs["f"]].torch(xt).backward()
-    return flatten(xt.grad, inputs["x"])
+    known.torch(xt).backward()
+    grad = xt.grad.numpy()
+    if known.centred_error is not None:
+        grad = grad + known.centred_error(inputs["x"], inputs["h"])
+    return flatten(grad, inputs["x"])
 
 
 def _differences(rule: str):
@@ -133,17 +165,20 @@ NUMERICAL_GRADIENT = Exercise(
     reference=numerical_gradient_reference,
     call=call_numerical_gradient,
     mistakes=[
-        Mistake("forward difference (f(x + h) − f(x)) / h: its error is O(h), the centred difference's O(h²)",
-                "grad[i] = (f(x + h·e_i) − f(x − h·e_i)) / (2h).", _differences("forward")),
-        Mistake("centred difference divided by h instead of 2h: every entry is twice the gradient",
-                "the two points are 2h apart: divide by 2·h.", _differences("one_h")),
+        Mistake("a one-sided (forward) difference was used: its error is O(h), the centred difference's O(h²)",
+                "evaluate f on both sides of x, one step h above and one below.", _differences("forward")),
+        Mistake("the centred difference was divided by h: every entry is twice the gradient",
+                "the two evaluation points are 2h apart.", _differences("one_h")),
         Mistake("x is not restored after perturbing an entry: later entries are evaluated at a shifted point",
-                "save old = x[idx], and put x[idx] = old back after the two evaluations.",
+                "put each entry back to its saved value once both evaluations are done.",
                 _differences("no_restore")),
     ],
-    hint="for each index i (np.ndindex(x.shape)): x[i] += h, f₊ = f(x); x[i] −= 2h, f₋ = f(x); restore x[i]; "
-         "grad[i] = (f₊ − f₋)/(2h). Work in float64.",
-    exception_hints=RETURN_HINT,
+    hint="check the three things the section asks for: a centred difference (f on both sides of each entry), "
+         "the step h you are given, and x put back exactly as it was; work in float64.",
+    exception_hints={"WrongReturnValue": "grad is one array with the shape of x."},
+    section="6. Checking gradients numerically",
+    layout=Layout(axes=("element",)),
+    covers=NG_COVERS,
 )
 
 

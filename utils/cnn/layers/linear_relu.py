@@ -9,16 +9,20 @@ from __future__ import annotations
 import numpy as np
 
 from utils.checks.adapters import float64_tensor
+from utils.checks.characterise import Layout
 from utils.checks.diagnose import Mistake
 from utils.checks.exercise import Case, Exercise, run_check
 from utils.checks.feedback import show
 from utils.cnn.layers.shared import (
-    RETURN_HINT,
+    PACKED,
     build_cases,
+    calling,
     describe_array,
     describe_parts,
     flatten,
     functional,
+    part_regions,
+    return_hint,
     shapes_text,
     unpack_outputs,
 )
@@ -26,7 +30,15 @@ from utils.cnn.layers.shared import (
 # --------------------------------------------------------------------------- ReLU
 
 RELU_SHAPES = [(6,), (2, 3, 4, 4), (5, 7)]
-RELU_HIDDEN = [(2, 2, 3, 3, 2), (40,)]
+RELU_HIDDEN = [(2, 2, 3, 3, 2), (40,), (3, 8)]   # the last: a third of x exactly 0
+
+RELU_COVERS = {
+    "a 1-D input": lambda c: c.inputs["x"].ndim == 1,
+    "a 4-D input (N, C, H, W)": lambda c: c.inputs["x"].ndim == 4,
+    "a 5-D input": lambda c: c.inputs["x"].ndim == 5,
+    "negative and positive values": lambda c: bool((c.inputs["x"] < 0).any() and (c.inputs["x"] > 0).any()),
+    "small negative values (|x| < 0.01)": lambda c: bool(((c.inputs["x"] < 0) & (c.inputs["x"] > -0.01)).any()),
+}
 
 
 def _relu_case(rng, shape, number: int, backward: bool) -> Case:
@@ -36,11 +48,15 @@ def _relu_case(rng, shape, number: int, backward: bool) -> Case:
     else:
         x = rng.normal(size=shape)
         text = f"x of shape {shape}, about half of it negative"
+        if shape == (3, 8):   # x == 0 exactly: relu's gradient there is 0, as (x > 0) says
+            x[:, ::3] = 0.0
+            text += ", a third of it exactly 0"
     inputs = {"x": x}
+    regions = {"positions where x < 0": x < 0, "positions where x > 0": x > 0, "positions where x is exactly 0": x == 0}
     if backward:
         inputs["dout"] = rng.normal(size=x.shape)
-        return Case(text + ", random dout", inputs, describe_array("dx", "index"))
-    return Case(text, inputs, describe_array("out", "index"))
+        return Case(text + ", random dout", inputs, describe_array("dx", "index"), regions=regions)
+    return Case(text, inputs, describe_array("out", "index"), regions=regions)
 
 
 def _relu_forward_case(rng, shape, number: int) -> Case:
@@ -88,11 +104,11 @@ def relu_backward_dout_times_relu(inputs: dict) -> np.ndarray:
 
 
 def call_relu_forward(fn, inputs: dict):
-    return fn(inputs["x"])
+    return calling(fn, {"x": inputs["x"]}, inputs["x"])
 
 
 def call_relu_backward(fn, inputs: dict):
-    return fn(inputs["dout"], inputs["x"])
+    return calling(fn, {"dout": inputs["dout"], "x": inputs["x"]}, inputs["dout"], inputs["x"])
 
 
 RELU_FORWARD = Exercise(
@@ -102,12 +118,15 @@ RELU_FORWARD = Exercise(
     reference=relu_reference,
     call=call_relu_forward,
     mistakes=[
-        Mistake("your output is the mask (x > 0), not the activation",
-                "relu(x) = max(x, 0): return the values, e.g. np.maximum(x, 0).", relu_mask),
+        Mistake("the output is the 0/1 mask of the positive inputs, not the activation",
+                "relu returns values, not a 0/1 mask: a positive input comes out unchanged.", relu_mask),
         Mistake("negative inputs pass through and positive ones are zeroed (min instead of max)",
-                "relu(x) = max(x, 0).", relu_min),
+                "relu keeps the positive values and sets the negative ones to 0.", relu_min),
     ],
-    hint="relu(x) = max(x, 0) element-wise.",
+    hint="relu is defined at the top of section 3; it works element by element on an array of any shape and "
+         "returns a new array.",
+    section="3. ReLU and the linear layer",
+    covers=RELU_COVERS,
 )
 
 RELU_BACKWARD = Exercise(
@@ -117,21 +136,31 @@ RELU_BACKWARD = Exercise(
     reference=relu_backward_reference,
     call=call_relu_backward,
     mistakes=[
-        Mistake("ReLU gradient passed where x<0: dx = dout everywhere",
-                "relu is flat for x < 0, so no gradient passes there: dx = dout · (x > 0).",
+        Mistake("dout passed through everywhere, also where x < 0",
+                "relu is flat where its input is negative, so no gradient passes there.",
                 relu_backward_dout_everywhere),
-        Mistake("dout was not multiplied in: dx = (x > 0) is only the local derivative",
-                "chain rule: dx = dout · (x > 0).", relu_mask),
-        Mistake("dx = dout · x: the local derivative of relu is 1 (x > 0) or 0, not x",
-                "dx = dout · (x > 0).", relu_backward_dout_times_relu),
+        Mistake("dout was not multiplied in: dx is only relu's local derivative",
+                "chain rule: the local derivative (1 or 0) multiplies the upstream gradient dout.", relu_mask),
+        Mistake("dout was multiplied by the positive part of x: relu's slope is 1 or 0, not x",
+                "where x > 0 the slope of relu is 1, whatever the size of x.", relu_backward_dout_times_relu),
     ],
-    hint="dx = dout · (x > 0).",
+    hint="apply the chain rule with relu's slope at the forward input x, also at x = 0, as section 3 defines "
+         "it.",
+    section="3. ReLU and the linear layer",
+    covers={**RELU_COVERS, "inputs exactly 0": lambda c: bool((c.inputs["x"] == 0).any())},
 )
 
 # --------------------------------------------------------------------------- linear layer
 
 LINEAR_SETTINGS = [(2, 2, 2), (4, 3, 3), (5, 4, 6), (3, 8, 2)]   # (N, D_in, D_out); square ones first
-LINEAR_HIDDEN = [(6, 5, 5), (2, 10, 7)]
+LINEAR_HIDDEN = [(6, 5, 5), (2, 10, 7), (1, 3, 4)]
+
+LINEAR_COVERS = {
+    "a batch of 2 or more": lambda c: c.inputs["x"].shape[0] >= 2,
+    "a batch of 1": lambda c: c.inputs["x"].shape[0] == 1,
+    "D_in different from D_out": lambda c: c.inputs["W"].shape[0] != c.inputs["W"].shape[1],
+    "N different from D_in and D_out": lambda c: c.inputs["x"].shape[0] not in c.inputs["W"].shape,
+}
 
 
 def _linear_case(rng, setting, number: int, backward: bool) -> Case:
@@ -146,7 +175,7 @@ def _linear_case(rng, setting, number: int, backward: bool) -> Case:
         dout = np.array([[1.0, 0.0], [2.0, -1.0]]) if number == 1 else rng.normal(size=(N, D_out))
         parts = [("dx", x.shape), ("dW", W.shape), ("db", b.shape)]
         text += (", dout = [[1, 0], [2, −1]]" if number == 1 else ", random dout") + f"; returns {shapes_text(parts)}"
-        return Case(text, {"dout": dout, "x": x, "W": W}, describe_parts(parts))
+        return Case(text, {"dout": dout, "x": x, "W": W}, describe_parts(parts), regions=part_regions(parts))
     return Case(text, {"x": x, "W": W, "b": b}, describe_array("out", "n, d_out"))
 
 
@@ -217,11 +246,18 @@ def linear_backward_db_averaged(inputs: dict) -> np.ndarray:
 
 
 def call_linear_forward(fn, inputs: dict):
-    return fn(inputs["x"], inputs["W"], inputs["b"])
+    return calling(fn, {k: inputs[k] for k in ("x", "W", "b")}, inputs["x"], inputs["W"], inputs["b"])
+
+
+LINEAR_SHAPES = ("linear_backward returns dx (N, D_in), dW (D_in, D_out) and db (D_out,): each gradient has the "
+                 "shape of what it is the gradient of (section 3)")
 
 
 def call_linear_backward(fn, inputs: dict) -> np.ndarray:
-    return unpack_outputs(fn(inputs["dout"], inputs["x"], inputs["W"]), ("dx", "dW", "db"), "linear_backward")
+    x, W = inputs["x"], inputs["W"]
+    result = calling(fn, {k: inputs[k] for k in ("dout", "x", "W")}, inputs["dout"], x, W)
+    return unpack_outputs(result, ("dx", "dW", "db"), "linear_backward", (x.shape, W.shape, (W.shape[1],)),
+                          LINEAR_SHAPES)
 
 
 LINEAR_FORWARD = Exercise(
@@ -231,11 +267,16 @@ LINEAR_FORWARD = Exercise(
     reference=linear_reference,
     call=call_linear_forward,
     mistakes=[
-        Mistake("bias missing", "out = x @ W + b.", linear_without_bias),
-        Mistake("x @ W.T: here W has shape (D_in, D_out), so out = x @ W + b",
+        Mistake("the bias b was not added", "every output unit j has its bias b[j], added for every sample.",
+                linear_without_bias),
+        Mistake("W was used transposed: here W has shape (D_in, D_out), the transpose of torch.nn.Linear's weight",
                 "W[i, j] connects input i to output j.", linear_with_W_transposed),
     ],
-    hint="out = x @ W + b with W of shape (D_in, D_out).",
+    hint="W has shape (D_in, D_out) here, the transpose of torch.nn.Linear's weight: the shapes leave one way to "
+         "combine x with W, and b is added for every sample (section 3).",
+    section="3. ReLU and the linear layer",
+    layout=Layout(axes=("sample n", "output unit")),
+    covers=LINEAR_COVERS,
 )
 
 LINEAR_BACKWARD = Exercise(
@@ -245,15 +286,19 @@ LINEAR_BACKWARD = Exercise(
     reference=linear_backward_reference,
     call=call_linear_backward,
     mistakes=[
-        Mistake("linear backward with transposed W: dx = dout @ W instead of dout @ W.T",
-                "dx has the shape of x (N, D_in): dx = dout @ W.T.", linear_backward_dx_with_W),
-        Mistake("dW is transposed: dout.T @ x instead of x.T @ dout",
-                "dW has the shape of W (D_in, D_out): dW = x.T @ dout.", linear_backward_dW_transposed),
-        Mistake("db is averaged over the batch: it is the sum dout.sum(axis=0)",
+        Mistake("dx used W where its transpose is needed",
+                "dx has the shape of x, (N, D_in): only one orientation of W gives it.", linear_backward_dx_with_W),
+        Mistake("dW is transposed: the product was taken in the other order",
+                "dW has the shape of W, (D_in, D_out).", linear_backward_dW_transposed),
+        Mistake("db was averaged over the batch instead of summed",
                 "each sample adds its dout to db; any averaging is already in dout.", linear_backward_db_averaged),
     ],
-    hint="dx = dout @ W.T, dW = x.T @ dout, db = dout.sum(axis=0).",
-    exception_hints=RETURN_HINT,
+    hint="check the shapes: dx (N, D_in), dW (D_in, D_out) and db (D_out,) leave one way to combine dout with W "
+         "and with x; db adds up the batch's dout rows (section 3 gives the three products).",
+    exception_hints=return_hint("dx", "dW", "db"),
+    section="3. ReLU and the linear layer",
+    layout=PACKED,
+    covers=LINEAR_COVERS,
 )
 
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 import numpy as np
 
 from utils.checks.adapters import float64_tensor
+from utils.checks.characterise import Layout
 from utils.checks.diagnose import Mistake
 from utils.checks.exercise import Case, Exercise, run_check
 from utils.checks.feedback import show
-from utils.cnn.layers.shared import build_cases, describe_array, functional, output_size
+from utils.cnn.layers.shared import build_cases, calling, describe_array, functional, output_size
 
 # The course notes' worked example: a 4×4 input pooled by 2×2 windows, stride 2.
 SEED_POOL_X = np.array([[1, 3, 2, 4], [5, 6, 7, 8], [9, 2, 3, 1], [4, 5, 6, 7]], dtype=np.float64)
@@ -24,6 +25,37 @@ SEED_POOL_DOUT = np.array([[1, 2], [3, 4]], dtype=np.float64)
 POOL_SETTINGS = [(1, 1, 4, 4, 2, 2), (2, 3, 6, 6, 2, 2), (2, 2, 9, 7, 2, 3), (2, 2, 7, 7, 3, 2),
                  (1, 3, 5, 8, 3, 1)]
 POOL_HIDDEN = [(3, 2, 10, 9, 3, 3), (2, 4, 8, 8, 4, 2), (2, 2, 6, 5, 2, 1)]
+
+
+def _window_counts(x, k: int, s: int) -> np.ndarray:
+    """How many windows cover each input position (N, C, H, W)."""
+    N, C, H, W = x.shape
+    counts = np.zeros((H, W), dtype=int)
+    for i in range(output_size(H, k, s, 0)):
+        for j in range(output_size(W, k, s, 0)):
+            counts[i * s:i * s + k, j * s:j * s + k] += 1
+    return np.broadcast_to(counts, x.shape)
+
+
+def _argmax_positions(x, k: int, s: int) -> np.ndarray:
+    """True where an input is the maximum of at least one window."""
+    N, C, H, W = x.shape
+    hit = np.zeros(x.shape, dtype=bool)
+    for i in range(output_size(H, k, s, 0)):
+        for j in range(output_size(W, k, s, 0)):
+            window = x[:, :, i * s:i * s + k, j * s:j * s + k]
+            hit[:, :, i * s:i * s + k, j * s:j * s + k] |= window == window.max(axis=(2, 3), keepdims=True)
+    return hit
+
+
+def _pool_regions(x, k: int, s: int, backward: bool) -> dict:
+    """Named parts of the output (forward) or of dx (backward), for the diagnosis of an unknown mistake."""
+    if not backward:
+        windows = np.lib.stride_tricks.sliding_window_view(x, (k, k), axis=(2, 3))[:, :, ::s, ::s]
+        return {"windows whose maximum is negative": windows.max(axis=(4, 5)) < 0}
+    counts = _window_counts(x, k, s)
+    return {"positions no window reaches": counts == 0, "positions in two or more windows": counts >= 2,
+            "positions that are the maximum of a window": _argmax_positions(x, k, s)}
 
 
 def _pool_case(rng, setting, number: int, backward: bool) -> Case:
@@ -41,12 +73,40 @@ def _pool_case(rng, setting, number: int, backward: bool) -> Case:
         inputs["dout"] = SEED_POOL_DOUT.reshape(1, 1, 2, 2) if number == 1 else rng.normal(size=(N, C, H_out, W_out))
         if number == 1:
             text += ", dout = [[1, 2], [3, 4]]"
-        return Case(text, inputs, describe_array("dx", "n, c, h, w"))
-    return Case(text + f" (output {H_out}×{W_out})", inputs, describe_array("out", "n, c, h_out, w_out"))
+        return Case(text, inputs, describe_array("dx", "n, c, h, w"), regions=_pool_regions(x, k, s, True))
+    return Case(text + f" (output {H_out}×{W_out})", inputs, describe_array("out", "n, c, h_out, w_out"),
+                regions=_pool_regions(x, k, s, False))
 
 
 def _forward_case(rng, setting, number: int) -> Case:
     return _pool_case(rng, setting, number, backward=False)
+
+
+def _all_negative_window(case: Case) -> bool:
+    x, k, s = case.inputs["x"], case.inputs["kernel_size"], case.inputs["stride"]
+    windows = np.lib.stride_tricks.sliding_window_view(x, (k, k), axis=(2, 3))[:, :, ::s, ::s]
+    return bool((windows.max(axis=(4, 5)) < 0).any())
+
+
+def _uncovered_border(case: Case) -> bool:
+    _, _, H, W = case.inputs["x"].shape
+    k, s = case.inputs["kernel_size"], case.inputs["stride"]
+    return (H - k) % s != 0 or (W - k) % s != 0
+
+
+# The input space of the pooling tasks (section 2): windows that overlap, leave gaps, or miss the border.
+POOL_COVERS = {
+    "a batch of 2 or more": lambda c: c.inputs["x"].shape[0] >= 2,
+    "2 or more channels": lambda c: c.inputs["x"].shape[1] >= 2,
+    "a non-square input": lambda c: c.inputs["x"].shape[2] != c.inputs["x"].shape[3],
+    "kernel_size 3 or more": lambda c: c.inputs["kernel_size"] >= 3,
+    "overlapping windows (stride < kernel_size)": lambda c: c.inputs["stride"] < c.inputs["kernel_size"],
+    "gaps between windows (stride > kernel_size)": lambda c: c.inputs["stride"] > c.inputs["kernel_size"],
+    "rows or columns no window reaches": _uncovered_border,
+}
+MAX_COVERS = {**POOL_COVERS, "a window whose values are all negative": _all_negative_window}
+POOL_OUT = Layout(axes=("sample n", "channel", "output row", "output column"))
+POOL_DX = Layout(axes=("sample n", "channel", "row", "column"))
 
 
 def _backward_case(rng, setting, number: int) -> Case:
@@ -86,11 +146,12 @@ def torch_pool_grad(kind: str, x, dout, kernel_size: int, stride: int) -> np.nda
 
 
 def call_pool_forward(fn, inputs: dict):
-    return fn(inputs["x"], inputs["kernel_size"], inputs["stride"])
+    return calling(fn, {"x": inputs["x"]}, inputs["x"], inputs["kernel_size"], inputs["stride"])
 
 
 def call_pool_backward(fn, inputs: dict):
-    return fn(inputs["dout"], inputs["x"], inputs["kernel_size"], inputs["stride"])
+    return calling(fn, {"dout": inputs["dout"], "x": inputs["x"]}, inputs["dout"], inputs["x"],
+                   inputs["kernel_size"], inputs["stride"])
 
 
 def _backward_loops(mode: str, stride_is_kernel: bool = False, assign: bool = False):
@@ -106,8 +167,9 @@ def _backward_loops(mode: str, stride_is_kernel: bool = False, assign: bool = Fa
     return compute
 
 
-_STRIDE_IGNORED = ("stride ignored: the windows were moved by kernel_size instead of stride",
-                   "window (i, j) starts at (i·stride, j·stride); H_out = (H − kernel_size) // stride + 1.")
+_STRIDE_IGNORED = ("the windows were moved by kernel_size instead of stride",
+                   "consecutive windows start `stride` pixels apart, which is not kernel_size when windows "
+                   "overlap or leave gaps.")
 
 
 # --------------------------------------------------------------------------- max pooling
@@ -138,10 +200,14 @@ MAXPOOL_FORWARD = Exercise(
     call=call_pool_forward,
     mistakes=[
         Mistake(*_STRIDE_IGNORED, maxpool2d_stride_is_kernel),
-        Mistake("your output is the window average, not the window maximum", "take .max over each window.",
-                maxpool2d_window_average),
+        Mistake("each window was averaged instead of taking its maximum", "max pooling keeps the largest value "
+                "of each window.", maxpool2d_window_average),
     ],
-    hint="out[n, c, i, j] = max of x[n, c, i·s : i·s + k, j·s : j·s + k].",
+    hint="each output is the largest value of one kernel_size × kernel_size window of x, channel by channel; "
+         "windows start `stride` pixels apart and there is no padding.",
+    section="Task: max pooling",
+    layout=POOL_OUT,
+    covers=MAX_COVERS,
 )
 
 MAXPOOL_BACKWARD = Exercise(
@@ -152,17 +218,21 @@ MAXPOOL_BACKWARD = Exercise(
     call=call_pool_backward,
     mistakes=[
         Mistake("pooling gradient sent to all positions of the window instead of only the argmax",
-                "only the input that was the maximum of its window receives dout[n, c, i, j]; the others get 0.",
+                "only the input that was the window's maximum influenced the output; the other inputs get 0.",
                 _backward_loops("all")),
-        Mistake("the average-pool gradient (dout / window size) was used for max pooling",
-                "max pooling routes the whole dout[n, c, i, j] to the argmax of its window.",
+        Mistake("the average-pool gradient (dout shared evenly over the window) was used for max pooling",
+                "max pooling hands the whole dout of a window to the one input that was its maximum.",
                 _backward_loops("avg")),
-        Mistake("overlapping windows overwrite each other: the gradient is assigned (=) instead of added (+=)",
-                "an input that is the maximum of two windows receives the sum of both gradients: use +=.",
+        Mistake("overlapping windows overwrite each other's gradient: assigned instead of added",
+                "an input that is the maximum of two overlapping windows receives the sum of both gradients.",
                 _backward_loops("max", assign=True)),
         Mistake(*_STRIDE_IGNORED, _backward_loops("max", stride_is_kernel=True)),
     ],
-    hint="dx = 0; for each window (i, j): dx[argmax position] += dout[n, c, i, j].",
+    hint="check that only each window's maximum (found again from x) receives that window's dout, that gradients "
+         "of overlapping windows add up, and that dx has the shape of x (section 2, “Backward”).",
+    section="Task: max pooling",
+    layout=POOL_DX,
+    covers=MAX_COVERS,
 )
 
 
@@ -194,10 +264,14 @@ AVGPOOL_FORWARD = Exercise(
     call=call_pool_forward,
     mistakes=[
         Mistake(*_STRIDE_IGNORED, avgpool2d_stride_is_kernel),
-        Mistake("window sum instead of the window mean: not divided by the window size",
-                "divide each window's sum by kernel_size².", avgpool2d_window_sum),
+        Mistake("each window was summed, not averaged", "divide each window's sum by the number of values it "
+                "holds.", avgpool2d_window_sum),
     ],
-    hint="out[n, c, i, j] = mean of x[n, c, i·s : i·s + k, j·s : j·s + k].",
+    hint="each output is the mean of one kernel_size × kernel_size window of x, channel by channel; windows "
+         "start `stride` pixels apart and there is no padding.",
+    section="Task: average pooling",
+    layout=POOL_OUT,
+    covers=POOL_COVERS,
 )
 
 AVGPOOL_BACKWARD = Exercise(
@@ -207,18 +281,29 @@ AVGPOOL_BACKWARD = Exercise(
     reference=avgpool2d_backward_reference,
     call=call_pool_backward,
     mistakes=[
-        Mistake("average-pool gradient not divided by window size",
-                "each of the kernel_size² inputs of a window contributed 1/kernel_size² of its output.",
+        Mistake("every input of a window received the whole dout, not divided by the window size",
+                "each of a window's inputs contributed one kernel_size²-th of its mean.",
                 _backward_loops("all")),
         Mistake(*_STRIDE_IGNORED, _backward_loops("avg", stride_is_kernel=True)),
     ],
-    hint="dx = 0; for each window (i, j): dx[window] += dout[n, c, i, j] / kernel_size² (+= for overlaps).",
+    hint="check the share each input of a window receives, that shares of overlapping windows add up, and that "
+         "inputs no window reaches get 0 (section 2, “Backward”).",
+    section="Task: average pooling",
+    layout=POOL_DX,
+    covers=POOL_COVERS,
 )
 
 
 # --------------------------------------------------------------------------- global average pooling
 
 GAP_SETTINGS = [(1, 1, 4, 4), (2, 3, 5, 4), (3, 4, 7, 7), (2, 2, 1, 3)]   # (N, C, H, W)
+GAP_COVERS = {
+    "a batch of 2 or more": lambda c: c.inputs["x"].shape[0] >= 2,
+    "2 or more channels": lambda c: c.inputs["x"].shape[1] >= 2,
+    "a non-square input": lambda c: c.inputs["x"].shape[2] != c.inputs["x"].shape[3],
+    "a spatial side of 1": lambda c: 1 in c.inputs["x"].shape[2:],
+    "C different from H and W": lambda c: c.inputs["x"].shape[1] not in c.inputs["x"].shape[2:],
+}
 GAP_HIDDEN = [(4, 5, 3, 6), (1, 8, 2, 2)]
 
 
@@ -276,11 +361,11 @@ def global_avg_pool_backward_not_divided(inputs: dict) -> np.ndarray:
 
 
 def call_global_avg_pool_forward(fn, inputs: dict):
-    return fn(inputs["x"])
+    return calling(fn, {"x": inputs["x"]}, inputs["x"])
 
 
 def call_global_avg_pool_backward(fn, inputs: dict):
-    return fn(inputs["dout"], inputs["x"])
+    return calling(fn, {"dout": inputs["dout"], "x": inputs["x"]}, inputs["dout"], inputs["x"])
 
 
 GAP_FORWARD = Exercise(
@@ -291,10 +376,16 @@ GAP_FORWARD = Exercise(
     call=call_global_avg_pool_forward,
     mistakes=[
         Mistake("the output kept the spatial axes: (N, C, 1, 1) instead of (N, C)",
-                "use x.mean(axis=(2, 3)) without keepdims.", global_avg_pool_spatial_axes_kept),
-        Mistake("spatial sum instead of the mean: not divided by H·W", "divide by H·W.", global_avg_pool_sum),
+                "the result has one value per sample and channel: drop the two spatial axes.",
+                global_avg_pool_spatial_axes_kept),
+        Mistake("each channel was summed over space, not averaged",
+                "divide by the number of spatial positions.", global_avg_pool_sum),
     ],
-    hint="out[n, c] = mean of x[n, c, :, :].",
+    hint="one number per sample and channel: the average over all of that channel's positions; the result has "
+         "shape (N, C).",
+    section="Task: global average pooling",
+    layout=Layout(axes=("sample n", "channel")),
+    covers=GAP_COVERS,
 )
 
 GAP_BACKWARD = Exercise(
@@ -304,11 +395,15 @@ GAP_BACKWARD = Exercise(
     reference=global_avg_pool_backward_reference,
     call=call_global_avg_pool_backward,
     mistakes=[
-        Mistake("global-average-pool gradient not divided by H·W",
-                "every one of the H·W inputs contributed 1/(H·W) of the mean.",
+        Mistake("dout was copied to every position without dividing by H·W",
+                "each of the H·W positions contributed one (H·W)-th of the mean.",
                 global_avg_pool_backward_not_divided),
     ],
-    hint="dx[n, c, h, w] = dout[n, c] / (H·W) for every h, w; dx has the shape of x.",
+    hint="think of the global mean as one average-pooling window covering the whole channel (section 2, "
+         "“Backward”); dx has the shape of x.",
+    section="Task: global average pooling",
+    layout=Layout(axes=("sample n", "channel", "row", "column")),
+    covers=GAP_COVERS,
 )
 
 

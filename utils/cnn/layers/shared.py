@@ -17,8 +17,17 @@ from typing import Any
 import numpy as np
 
 from utils.checks.adapters import to_numpy, torch_module
+from utils.checks.characterise import Layout
 from utils.checks.exercise import Case, visible_then_hidden
+from utils.checks.rules import RuleBroken, kept_unchanged, require_shape
 from utils.checks.seeding import case_rng
+
+# The notebook's rule (its introduction, "Conventions used throughout"), enforced by every layer's check.
+INPUTS_KEPT = ("a layer function does not change the arrays it is given (notebook introduction, "
+               "“Conventions used throughout”)")
+
+# How the generic diagnosis names a position of an output packed from several results.
+PACKED = Layout(axes=("element",))
 
 
 def functional():
@@ -30,7 +39,12 @@ class WrongReturnValue(Exception):
     """The student's function returned something of the wrong kind (not the documented tuple)."""
 
 
-RETURN_HINT = {"WrongReturnValue": "return exactly what the docstring says, e.g. `return dx, dw, db`."}
+def return_hint(*names: str) -> dict[str, str]:
+    """The hint for a result of the wrong kind: the tuple the docstring names."""
+    return {"WrongReturnValue": f"return exactly what the docstring says: the tuple ({', '.join(names)})."}
+
+
+RETURN_HINT = return_hint("dx", "dw", "db")
 
 
 def flatten(*parts) -> np.ndarray:
@@ -39,8 +53,13 @@ def flatten(*parts) -> np.ndarray:
                            for p in parts])
 
 
-def unpack_outputs(result, names: tuple[str, ...], function: str) -> np.ndarray:
-    """The student's tuple of outputs as one flat float vector (outputs in order)."""
+def unpack_outputs(result, names: tuple[str, ...], function: str, shapes: tuple | None = None,
+                   rule: str = "") -> np.ndarray:
+    """The student's tuple of outputs as one flat float vector (outputs in order).
+
+    With ``shapes`` (one per output), each output must have its own shape (``require_shape``, quoting
+    ``rule``): a wrong shape is reported for that output, never for the packed vector.
+    """
     if not isinstance(result, (tuple, list)) or len(result) != len(names):
         got = type(result).__name__
         if isinstance(result, (tuple, list)):
@@ -52,6 +71,8 @@ def unpack_outputs(result, names: tuple[str, ...], function: str) -> np.ndarray:
         if array is None:
             raise WrongReturnValue(f"{name} is {'None' if part is None else type(part).__name__}, "
                                    "expected a numpy array (or a number).")
+        if shapes is not None:
+            require_shape(array, shapes[len(parts)], what=name, rule=rule)
         parts.append(np.asarray(array, dtype=np.float64).ravel())
     return np.concatenate(parts)
 
@@ -71,6 +92,34 @@ def describe_parts(parts: list[tuple[str, tuple]]) -> Callable[[tuple], str]:
     return describe
 
 
+def part_regions(parts: list[tuple[str, tuple]]) -> dict[str, np.ndarray]:
+    """One region per output of a packed vector ("the values of dw" -> mask), so that a difference confined
+    to one output is reported by its name."""
+    sizes = [int(np.prod(shape, dtype=int)) for _, shape in parts]
+    total, start, regions = sum(sizes), 0, {}
+    for (name, _), n in zip(parts, sizes, strict=True):
+        mask = np.zeros(total, dtype=bool)
+        mask[start:start + n] = True
+        regions[f"the values of {name}"] = mask
+        start += n
+    return regions
+
+
+def calling(fn, arrays: dict, *args, rule: str = INPUTS_KEPT, **kwargs):
+    """``fn(*args, **kwargs)``, raising :class:`RuleBroken` if it changes any of ``arrays`` in place."""
+    with kept_unchanged(arrays, rule=rule):
+        return fn(*args, **kwargs)
+
+
+def not_sharing(value, given: dict, what: str, rule: str):
+    """``value`` itself, or :class:`RuleBroken` if it shares memory with one of the ``given`` arrays."""
+    array = value if isinstance(value, np.ndarray) else None
+    for name, other in given.items():
+        if array is not None and isinstance(other, np.ndarray) and np.shares_memory(array, other):
+            raise RuleBroken(rule, f"{what} is the array {name} you were given (or a view of it), not a copy")
+    return value
+
+
 def describe_array(name: str, axes: str) -> Callable[[tuple], str]:
     """Names an element of one output array: 'out[0, 1, 2, 3] (n, c_out, h_out, w_out)'."""
     def describe(index: tuple) -> str:
@@ -80,7 +129,7 @@ def describe_array(name: str, axes: str) -> Callable[[tuple], str]:
 
 def shapes_text(parts: list[tuple[str, tuple]]) -> str:
     """'dx (2, 3), dw (3, 4)' for the case description."""
-    return ", ".join(f"{name} {tuple(shape)}" for name, shape in parts)
+    return ", ".join(f"{name} {tuple(shape)}" if len(shape) else f"{name} (a number)" for name, shape in parts)
 
 
 def build_cases(function: str, visible: list, hidden_only: list, hidden: bool,

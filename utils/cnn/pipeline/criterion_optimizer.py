@@ -13,6 +13,7 @@ import torch
 import torch.nn as nn
 
 from utils.checks.adapters import float64_tensor
+from utils.checks.characterise import Layout
 from utils.checks.compare import Tolerance
 from utils.checks.diagnose import Mistake
 from utils.checks.exercise import Case, Exercise, visible_then_hidden
@@ -39,7 +40,7 @@ def optimizer_steps(factory, inputs) -> Any:
     criterion, optimizer = pair
     x, y = torch.from_numpy(inputs["x"]), torch.from_numpy(inputs["y"])
     losses = []
-    for _ in range(3):
+    for _ in range(inputs["steps"]):
         optimizer.zero_grad()
         loss = criterion(model(x), y)
         loss.backward()
@@ -57,7 +58,17 @@ def reference_criterion_and_optimizer(model, optimizer="SGD", lr=0.01, momentum=
 
 
 def _describe_index(index) -> str:
-    return f"loss of step {index[0] + 1}" if index[0] < 3 else f"parameter {index[0] - 3} after three steps"
+    i = index[0]
+    if i < 3:
+        return f"the loss of step {i + 1}"
+    i -= 3
+    if i < _PROBE_OUT * _PROBE_IN:
+        return f"the weight [{i // _PROBE_IN}, {i % _PROBE_IN}] after three steps"
+    return f"the bias [{i - _PROBE_OUT * _PROBE_IN}] after three steps"
+
+
+_SIZE = 3 + _PROBE_OUT * _PROBE_IN + _PROBE_OUT
+_REGIONS = {"the three losses": np.arange(_SIZE) < 3, "the weights and biases after three steps": np.arange(_SIZE) >= 3}
 
 
 def _optimizer_cases(hidden: bool) -> list[Case]:
@@ -65,9 +76,9 @@ def _optimizer_cases(hidden: bool) -> list[Case]:
     for number, (n, salt) in enumerate(visible_then_hidden([12, 16], [20, 24], hidden), start=1):
         rng = case_rng("make_criterion_and_optimizer", number, salt)
         inputs = {"w": rng.normal(size=(_PROBE_OUT, _PROBE_IN)), "b": rng.normal(size=_PROBE_OUT),
-                  "x": rng.normal(size=(n, _PROBE_IN)) * 2, "y": rng.integers(0, _PROBE_OUT, n)}
+                  "x": rng.normal(size=(n, _PROBE_IN)) * 2, "y": rng.integers(0, _PROBE_OUT, n), "steps": 3}
         cases.append(Case(f"three training steps of a Linear({_PROBE_IN}, {_PROBE_OUT}) model on {n} random samples "
-                          "(compared: the 3 losses, then the final weights and biases)", inputs, _describe_index))
+                          "with integer class labels", inputs, _describe_index, regions=_REGIONS))
     return cases
 
 
@@ -80,11 +91,11 @@ M_NO_WD = "SGD without weight_decay=5e-4"
 M_LR = "wrong learning rate: it must be lr=0.01"
 M_ADAM = "Adam instead of SGD"
 M_NLL = "NLLLoss on raw scores: CrossEntropyLoss (log-softmax + NLL) is the loss for logits"
-_OPT_HINT = "optim.SGD(model.parameters(), lr=0.01, momentum=0.9, weight_decay=5e-4)."
+_OPT_HINT = "section 3 fixes three SGD settings: learning rate 0.01, momentum 0.9 and weight decay 5e-4."
 
 OPTIMIZER = Exercise(
     function="make_criterion_and_optimizer",
-    reference_name="nn.CrossEntropyLoss with optim.SGD(lr=0.01, momentum=0.9, weight_decay=5e-4)",
+    reference_name="nn.CrossEntropyLoss with SGD (learning rate 0.01, momentum 0.9, weight decay 5e-4)",
     make_cases=_optimizer_cases,
     reference=lambda inputs: optimizer_steps(reference_criterion_and_optimizer, inputs),
     call=optimizer_steps,
@@ -98,12 +109,23 @@ OPTIMIZER = Exercise(
         + [Mistake(variant_name(M_ADAM, f"optim.Adam(lr={lr:g}, weight_decay={wd:g})"), _OPT_HINT,
                    _optimizer_variant(optimizer="Adam", lr=lr, weight_decay=wd))
            for lr in (0.01, 0.001) for wd in (5e-4, 0.0)]
-        + [Mistake(M_NLL, "criterion = nn.CrossEntropyLoss().", _optimizer_variant(criterion="NLL"))]
+        + [Mistake(M_NLL, "the network outputs logits: use the loss that applies log-softmax itself (section 3).",
+                   _optimizer_variant(criterion="NLL"))]
     ),
     tolerance=FLOAT64_STEPS,
-    hint="return (nn.CrossEntropyLoss(), " + _OPT_HINT[:-1] + ").",
+    hint="the cross-entropy loss for logits, and SGD over the model's parameters with the settings of section 3: "
+         "learning rate 0.01, momentum 0.9, weight decay 5e-4.",
     exception_hints={"AttributeError": "return the pair (criterion, optimizer), in that order.",
                      "TypeError": "return the pair (criterion, optimizer), in that order."},
+    section="3. Loss and optimiser",
+    layout=Layout(axes=("entry",)),
+    covers={
+        "two or more steps (momentum shows from the second)": lambda case: case.inputs["steps"] >= 2,
+        "weights of order one (weight decay shows at the check's tolerance)":
+            lambda case: np.abs(case.inputs["w"]).mean() > 0.3,
+        "integer class labels": lambda case: case.inputs["y"].dtype.kind in "iu",
+        "a batch of 2 or more samples": lambda case: len(case.inputs["y"]) >= 2,
+    },
 )
 
 

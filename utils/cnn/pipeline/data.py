@@ -5,8 +5,9 @@
   and evaluation ``ToTensor → Normalize``. A case compares either a table of the pipeline's steps and
   their parameters (:func:`describe_pipeline`) or its output on a random image under fixed torch seeds.
 * ``split_train_val(dataset, seed=0) -> (train_set, val_set)``: an 80/20 ``random_split`` with
-  ``train_size = int(0.8 * len(dataset))`` and a ``torch.Generator`` seeded with ``seed``. A case compares
-  seven measurements of the split of ``TensorDataset(arange(n))`` (:func:`split_stats`).
+  ``train_size = int(0.8 * len(dataset))`` and a ``torch.Generator`` seeded with ``seed``, leaving torch's
+  global generator as it was (section 1.2 says so). A case compares eight measurements of the split of
+  ``TensorDataset(arange(n))`` (:func:`split_stats`).
 """
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 
 from utils.checks.adapters import to_numpy
+from utils.checks.characterise import Layout
 from utils.checks.compare import EXACT, Tolerance
 from utils.checks.diagnose import Mistake
 from utils.checks.exercise import HIDDEN_SALT, Case, Exercise, visible_then_hidden
@@ -124,24 +126,31 @@ def _random_image(rng: np.random.Generator) -> np.ndarray:
     return rng.integers(0, 256, size=(32, 32, 3)).astype(np.uint8)
 
 
+_TABLE = Layout(axes=("step", "field"))
+_IMAGES = Layout(axes=("draw (one per torch seed)", "channel", "row", "column"))
+
+
 def _transform_cases(hidden: bool) -> list[Case]:
     image = _random_image(case_rng("build_transforms", 3))
     train_ref, eval_ref = reference_transforms()
     cases = [
         Case("the training pipeline's steps and their parameters, in order",
-             {"kind": "describe", "which": "train"}, _describe_step_index(describe_pipeline(train_ref))),
+             {"kind": "describe", "which": "train"}, _describe_step_index(describe_pipeline(train_ref)),
+             layout=_TABLE),
         Case("the evaluation pipeline's steps and their parameters, in order",
-             {"kind": "describe", "which": "eval"}, _describe_step_index(describe_pipeline(eval_ref))),
+             {"kind": "describe", "which": "eval"}, _describe_step_index(describe_pipeline(eval_ref)),
+             layout=_TABLE),
         Case("the training pipeline applied to a random 32×32 RGB image with torch seeds 0–3 "
              "(same random crops and flips as the reference)",
-             {"kind": "apply", "which": "train", "image": image, "seeds": [0, 1, 2, 3]}),
+             {"kind": "apply", "which": "train", "image": image, "seeds": [0, 1, 2, 3]}, layout=_IMAGES),
         Case("the evaluation pipeline applied to a random 32×32 RGB image",
-             {"kind": "apply", "which": "eval", "image": image, "seeds": [0]}),
+             {"kind": "apply", "which": "eval", "image": image, "seeds": [0]}, layout=_IMAGES),
     ]
     if hidden:
         other = _random_image(case_rng("build_transforms", 5, HIDDEN_SALT))
         cases.append(Case("the training pipeline on another image with torch seeds 10–17",
-                          {"kind": "apply", "which": "train", "image": other, "seeds": list(range(10, 18))}))
+                          {"kind": "apply", "which": "train", "image": other, "seeds": list(range(10, 18))},
+                          layout=_IMAGES))
     return cases
 
 
@@ -159,7 +168,8 @@ M_EVAL_AUGMENT = "the evaluation pipeline augments: random crops and flips belon
 M_EVAL_NO_NORM = "Normalize is missing from the evaluation pipeline: the model would see differently scaled inputs"
 M_TRAIN_NO_NORM = "Normalize is missing from the training pipeline"
 
-_NORM_HINT = "CIFAR-100: mean = (0.5071, 0.4867, 0.4408), std = (0.2675, 0.2565, 0.2761)."
+_NORM_HINT = ("use the CIFAR-100 constants of the table in section 1.1 (means 0.5071, 0.4867, 0.4408; standard "
+              "deviations 0.2675, 0.2565, 0.2761), in both pipelines.")
 
 TRANSFORMS = Exercise(
     function="build_transforms",
@@ -170,27 +180,42 @@ TRANSFORMS = Exercise(
     mistakes=[
         Mistake(M_IMAGENET, _NORM_HINT, _transform_variant(mean=IMAGENET_MEAN, std=IMAGENET_STD)),
         Mistake(M_CIFAR10, _NORM_HINT, _transform_variant(mean=CIFAR10_MEAN, std=CIFAR10_STD)),
-        Mistake(M_SWAPPED, "transforms.Normalize(mean=..., std=...): the means are the larger numbers.",
+        Mistake(M_SWAPPED, "Normalize takes the means first, then the standard deviations; the means are the "
+                           "larger numbers.",
                 _transform_variant(mean=CIFAR100_STD, std=CIFAR100_MEAN)),
-        Mistake(M_NO_PADDING, "transforms.RandomCrop(32, padding=4) pads 4 pixels on each side, then crops 32×32.",
+        Mistake(M_NO_PADDING, "the crop pads 4 pixels on every side before it cuts out 32×32, so that the image "
+                              "shifts by up to 4 pixels.",
                 _transform_variant(padding=0)),
-        Mistake(M_NO_FLIP, "add transforms.RandomHorizontalFlip() (p=0.5) after the crop.",
+        Mistake(M_NO_FLIP, "after the crop, the training pipeline mirrors the image with probability 0.5.",
                 _transform_variant(flip=False)),
-        Mistake(M_ORDER, "RandomCrop(32, padding=4), RandomHorizontalFlip(), ToTensor(), Normalize(...).",
+        Mistake(M_ORDER, "section 1.1 gives the order of the training steps: crop, flip, conversion to a "
+                         "tensor, normalisation.",
                 _transform_variant(order="flip_crop")),
-        Mistake(M_EVAL_AUGMENT, "the evaluation pipeline is ToTensor() then Normalize(...) only.",
+        Mistake(M_EVAL_AUGMENT, "the evaluation pipeline only converts to a tensor and normalises: no random step.",
                 _transform_variant(eval_augment=True)),
-        Mistake(M_EVAL_NO_NORM, "use the same Normalize(mean, std) in both pipelines.",
+        Mistake(M_EVAL_NO_NORM, "both pipelines end with the same normalisation.",
                 _transform_variant(eval_normalize=False)),
-        Mistake(M_TRAIN_NO_NORM, "end the training pipeline with Normalize(mean, std), after ToTensor().",
+        Mistake(M_TRAIN_NO_NORM, "the training pipeline ends with the normalisation, after the conversion to a "
+                                 "tensor.",
                 _transform_variant(train_normalize=False)),
     ],
     tolerance=FLOAT32_PIXELS,
-    hint="return (transform_train, transform_eval): train = Compose([RandomCrop(32, padding=4), "
-         "RandomHorizontalFlip(), ToTensor(), Normalize(mean, std)]), eval = Compose([ToTensor(), "
-         "Normalize(mean, std)]) with the CIFAR-100 constants, from torchvision.transforms.",
-    exception_hints={"TypeError": "build_transforms() takes no arguments and returns a tuple "
-                                  "(transform_train, transform_eval)."},
+    hint="follow section 1.1: the training pipeline crops with a padding of 4, flips, converts to a tensor and "
+         "normalises with the CIFAR-100 constants; the evaluation pipeline only converts and normalises.",
+    exception_hints={"TypeError": "build_transforms() takes no arguments and returns the pair "
+                                  "(training pipeline, evaluation pipeline)."},
+    section="1.1 Normalisation and augmentation",
+    covers={
+        "the training pipeline's steps and parameters": lambda case: case.inputs == {"kind": "describe",
+                                                                                    "which": "train"},
+        "the evaluation pipeline's steps and parameters": lambda case: case.inputs == {"kind": "describe",
+                                                                                      "which": "eval"},
+        "the training pipeline under several torch seeds (crops and flips drawn)":
+            lambda case: case.inputs["kind"] == "apply" and case.inputs["which"] == "train"
+            and len(case.inputs["seeds"]) >= 4,
+        "the evaluation pipeline applied to an image":
+            lambda case: case.inputs["kind"] == "apply" and case.inputs["which"] == "eval",
+    },
 )
 
 
@@ -203,7 +228,8 @@ def check_build_transforms(build_transforms, hidden: bool = False) -> None:
 
 _SPLIT_FIELDS = ["len(train_set)", "len(val_set)", "samples in both sets", "distinct samples in either set",
                  "same split when called again with the same seed (1 = yes)",
-                 "different split for a different seed (1 = yes)", "shuffled, not the first 80 % (1 = yes)"]
+                 "different split for a different seed (1 = yes)", "shuffled, not the first 80 % (1 = yes)",
+                 "torch's global random generator left as it was (1 = yes)"]
 
 
 def _indices(subset) -> list[int]:
@@ -212,11 +238,13 @@ def _indices(subset) -> list[int]:
 
 
 def split_stats(split_fn: Callable, n: int, seed: int) -> np.ndarray:
-    """Seven measurements of a split of ``TensorDataset(arange(n))`` (see ``_SPLIT_FIELDS``)."""
+    """Eight measurements of a split of ``TensorDataset(arange(n))`` (see ``_SPLIT_FIELDS``)."""
     from torch.utils.data import TensorDataset
     dataset = TensorDataset(torch.arange(n))
     with seeded(2024):   # an unseeded split draws from here, never from the caller's generator
+        state = torch.get_rng_state()
         first = split_fn(dataset, seed)
+        untouched = torch.equal(state, torch.get_rng_state())
         again = split_fn(dataset, seed)
         other = split_fn(dataset, seed + 1)
     if not isinstance(first, (tuple, list)) or len(first) != 2:
@@ -225,10 +253,11 @@ def split_stats(split_fn: Callable, n: int, seed: int) -> np.ndarray:
     train_again, train_other = _indices(again[0]), _indices(other[0])
     return np.array([len(train), len(val), len(set(train) & set(val)), len(set(train) | set(val)),
                      float(train == train_again), float(train != train_other),
-                     float(train != list(range(len(train))))], dtype=np.float64)
+                     float(train != list(range(len(train)))), float(untouched)], dtype=np.float64)
 
 
-def reference_split(dataset, seed=0, fraction=0.8, sizes="int", seeded_generator=True, shuffled=True, swap=False):
+def reference_split(dataset, seed=0, fraction=0.8, sizes="int", seeded_generator=True, shuffled=True, swap=False,
+                    global_seed=False):
     """``random_split`` with ``int(0.8·n)`` training samples and a seeded generator; keywords = mistakes."""
     from torch.utils.data import Subset, random_split
     n = len(dataset)
@@ -236,8 +265,11 @@ def reference_split(dataset, seed=0, fraction=0.8, sizes="int", seeded_generator
     val_size = n - train_size
     if not shuffled:
         return Subset(dataset, range(train_size)), Subset(dataset, range(train_size, n))
-    generator = torch.Generator().manual_seed(seed) if seeded_generator else None
-    lengths = [fraction, 1 - fraction] if sizes == "fractions" else [train_size, val_size]
+    if global_seed:
+        torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed) if seeded_generator and not global_seed else None
+    # [0.8, 0.2] as a student writes them (1 - 0.8 is 0.19999..., which rounds differently)
+    lengths = [fraction, round(1 - fraction, 6)] if sizes == "fractions" else [train_size, val_size]
     if swap:
         lengths = lengths[::-1]
     kwargs = {"generator": generator} if generator is not None else {}
@@ -257,8 +289,10 @@ def _split_variant(**kw):
 M_SPLIT_70 = "split not 80/20: the training set holds 70 % of the samples"
 M_SPLIT_SWAPPED = "split not 80/20: the sizes are swapped, the training set holds only 20 %"
 M_SPLIT_FRACTIONS = ("split sizes from fractions [0.8, 0.2]: random_split gives the leftover sample to "
-                     "the training set, but train_size must be int(0.8 * len(dataset))")
+                     "the training set, but the training size must be the whole part of 0.8·n")
 M_SPLIT_UNSEEDED = "the split is not reproducible: random_split was called without a seeded generator"
+M_SPLIT_GLOBAL_SEED = ("the split reseeds torch's global generator (torch.manual_seed): reproducible, but every "
+                       "later random draw of the notebook changes with it")
 M_SPLIT_UNSHUFFLED = "the split is not random: the first 80 % of the samples are taken in order"
 
 SPLIT = Exercise(
@@ -268,20 +302,34 @@ SPLIT = Exercise(
     reference=lambda inputs: split_stats(reference_split, inputs["n"], inputs["seed"]),
     call=lambda fn, inputs: split_stats(fn, inputs["n"], inputs["seed"]),
     mistakes=[
-        Mistake(M_SPLIT_70, "train_size = int(0.8 * len(dataset)), val_size = len(dataset) - train_size.",
+        Mistake(M_SPLIT_70, "the training set holds the whole part of 0.8·n samples, the validation set the rest.",
                 _split_variant(fraction=0.7)),
-        Mistake(M_SPLIT_SWAPPED, "random_split(dataset, [train_size, val_size], ...): the training size first.",
+        Mistake(M_SPLIT_SWAPPED, "random_split returns the subsets in the order of the sizes you pass: the "
+                                 "training size first.",
                 _split_variant(swap=True)),
-        Mistake(M_SPLIT_FRACTIONS, "pass the integer sizes [train_size, val_size] with train_size = int(0.8 * n).",
+        Mistake(M_SPLIT_FRACTIONS, "pass whole sizes: the whole part of 0.8·n for training, the rest for "
+                                   "validation (section 1.2).",
                 _split_variant(sizes="fractions")),
-        Mistake(M_SPLIT_UNSEEDED, "random_split(..., generator=torch.Generator().manual_seed(seed)).",
+        Mistake(M_SPLIT_UNSEEDED, "hand random_split a torch.Generator of its own, seeded with seed: the same seed "
+                                  "then gives the same split.",
                 _split_variant(seeded_generator=False)),
+        Mistake(M_SPLIT_GLOBAL_SEED, "seed a torch.Generator of its own and hand it to random_split; leave the "
+                                     "global generator alone.", _split_variant(global_seed=True)),
         Mistake(M_SPLIT_UNSHUFFLED, "use torch.utils.data.random_split: it shuffles the indices before splitting.",
                 _split_variant(shuffled=False)),
     ],
     tolerance=EXACT,
-    hint="train_size = int(0.8 * len(dataset)); val_size = len(dataset) - train_size; "
-         "return random_split(dataset, [train_size, val_size], generator=torch.Generator().manual_seed(seed)).",
+    hint="section 1.2: the training size is the whole part of 0.8·n, the validation set holds the rest, and "
+         "random_split draws from a torch.Generator of its own, seeded with seed.",
+    section="1.2 A validation set: the 80/20 split",
+    layout=Layout(axes=("measurement",)),
+    covers={
+        "0.8·n not a whole number": lambda case: (4 * case.inputs["n"]) % 5 != 0,
+        "0.8·n a whole number": lambda case: (4 * case.inputs["n"]) % 5 == 0,
+        "seed 0 (the default)": lambda case: case.inputs["seed"] == 0,
+        "a seed other than 0": lambda case: case.inputs["seed"] != 0,
+        "a dataset of 1000 samples or more": lambda case: case.inputs["n"] >= 1000,
+    },
 )
 
 

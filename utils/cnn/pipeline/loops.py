@@ -5,9 +5,16 @@
 
 Both run on a small float64 probe model (``Flatten → Linear(12, 16) → [BatchNorm1d] → ReLU → Dropout(0.5)
 → Linear(16, 4)``) handed over in the wrong mode, so that a loop which does not switch it fails. A case
-compares the returned pair and what the loop did: for ``train_one_epoch`` the number of optimizer steps and
-the parameters after the epoch (:func:`train_epoch_output`), for ``evaluate`` whether gradients were tracked
-and whether BatchNorm's running statistics moved (:func:`evaluate_output`).
+compares the returned pair and what the loop did: for ``train_one_epoch`` the number of optimizer steps, the
+number of batches whose ``backward()`` came before their ``step()``, and the parameters after the epoch
+(:func:`train_epoch_output`); for ``evaluate`` whether gradients were tracked and whether BatchNorm's running
+statistics moved (:func:`evaluate_output`). Some loaders end with a smaller batch, so that a mean of batch
+means is told from the mean per sample.
+
+Rules the calls enforce: the labels reach ``criterion`` as the integer class indices the loader gives
+(section 5.1 says so). ``evaluate`` may leave the model in eval mode (section 5.2 says so: the notebook's own
+solution does, and ``train_one_epoch`` switches it back), so its mode afterwards is not checked; its
+parameters and running statistics are.
 """
 from __future__ import annotations
 
@@ -19,10 +26,23 @@ import torch
 import torch.nn as nn
 
 from utils.checks.adapters import float64_tensor, to_numpy
+from utils.checks.characterise import Layout
 from utils.checks.diagnose import Mistake
 from utils.checks.exercise import Case, Exercise, visible_then_hidden
+from utils.checks.rules import require_dtype
 from utils.checks.seeding import case_rng
 from utils.cnn.pipeline.shared import check_on_one_thread, seeded
+
+LABELS_RULE = ("the labels are integer class indices (torch.long): hand them to criterion as the loader gives "
+               "them (section 5.1)")
+
+
+class ClassIndexLoss(nn.CrossEntropyLoss):
+    """``nn.CrossEntropyLoss`` that insists on the loader's integer labels (:data:`LABELS_RULE`)."""
+
+    def forward(self, input, target):   # noqa: A002 - the name nn.CrossEntropyLoss uses
+        require_dtype(target, "integer", what="the target tensor given to criterion", rule=LABELS_RULE)
+        return super().forward(input, target)
 
 
 def _as_pair(result) -> Any:
@@ -56,17 +76,26 @@ def _probe_model(weights: dict, bn: bool):
 
 
 def _loader(inputs):
-    """The case's samples in order, in batches of the case's size."""
+    """The case's samples in order, in batches of the case's size (the last one smaller when n is not a
+    multiple of it)."""
     from torch.utils.data import DataLoader, TensorDataset
     dataset = TensorDataset(torch.from_numpy(inputs["x"]), torch.from_numpy(inputs["y"]))
     return DataLoader(dataset, batch_size=inputs["batch_size"], shuffle=False,
                       generator=torch.Generator().manual_seed(0))
 
 
+def batches(n: int, batch: int) -> str:
+    """'30 samples in batches of 8 (the last batch holds 6)'."""
+    last = n % batch
+    return f"{n} samples in batches of {batch}" + (f" (the last batch holds {last})" if last else "")
+
+
 def _loop_cases(exercise: str, hidden: bool, describe: Callable[[int, int, int], str],
-                describe_index: Callable[[tuple], str]) -> list[Case]:
+                describe_index: Callable[[tuple], str], mode: str, regions: dict) -> list[Case]:
     """Probe weights and samples; ``describe(samples, batch size, torch seed)`` says what the case runs."""
-    settings = visible_then_hidden([(24, 8), (30, 10)], [(32, 4), (20, 5)], hidden)
+    # the second visible case and the second hidden one end with a smaller batch: a mean of batch means
+    # then differs from the mean per sample
+    settings = visible_then_hidden([(24, 8), (30, 8)], [(32, 4), (23, 5)], hidden)
     cases = []
     for number, ((n, batch), salt) in enumerate(settings, start=1):
         rng = case_rng(exercise, number, salt)
@@ -74,69 +103,127 @@ def _loop_cases(exercise: str, hidden: bool, describe: Callable[[int, int, int],
                    "w2": rng.normal(0, 0.4, (4, 16)), "b2": rng.normal(0, 0.1, 4),
                    "mean": rng.normal(0, 0.3, 16), "var": rng.uniform(0.5, 2.0, 16)}
         inputs = {"weights": weights, "x": rng.normal(size=(n, 3, 2, 2)), "y": rng.integers(0, 4, n),
-                  "batch_size": batch, "seed": 100 + number}
-        cases.append(Case(describe(n, batch, 100 + number), inputs, describe_index))
+                  "batch_size": batch, "seed": 100 + number, "mode": mode}
+        cases.append(Case(describe(n, batch, 100 + number), inputs, describe_index, regions=regions))
     return cases
 
 
+def _ragged(case: Case) -> bool:
+    return case.inputs["x"].shape[0] % case.inputs["batch_size"] != 0
+
+
+def _even(case: Case) -> bool:
+    return case.inputs["x"].shape[0] % case.inputs["batch_size"] == 0
+
+
 M_PERCENT = "accuracy returned in percent: return a fraction between 0 and 1"
-_PERCENT_HINT = "accuracy = correct / total."
+_PERCENT_HINT = "the accuracy is a fraction of the samples, between 0 and 1, not a percentage."
+M_BATCH_MEAN = "the loss is the mean of the batch means: a smaller last batch then weighs as much as a full one"
+_BATCH_MEAN_HINT = ("a batch's loss is a mean over its samples: weight it by the batch size, and divide the total "
+                    "by the number of samples, not by the number of batches.")
 
 # =========================================================================== exercise 7: train_one_epoch
+
+
+def _backward_before_step(events: list[str]) -> int:
+    """The number of batches (a forward pass and what follows it) in which a backward pass came before the
+    first ``optimizer.step()``."""
+    count, batch = 0, None
+    for event in [*events, "F"]:
+        if event == "F":
+            if batch is not None and "S" in batch and "B" in batch[:batch.index("S")]:
+                count += 1
+            batch = []
+        elif batch is not None:
+            batch.append(event)
+    return count
 
 
 def train_epoch_output(fn, inputs) -> Any:
     """Run ``fn(model, loader, criterion, optimizer, device)`` on a probe given in eval mode."""
     model = _probe_model(inputs["weights"], bn=False)
-    model.eval()   # train_one_epoch must switch dropout on itself
+    model.train(inputs["mode"] == "train")   # handed over in eval mode: train_one_epoch switches dropout on
     optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9, weight_decay=0.01)
-    steps = []
+    events: list[str] = []   # F forward, B backward (reaching the first layer), S optimizer.step()
+    model.register_forward_pre_hook(lambda module, args: events.append("F"))
+    model[1].weight.register_hook(lambda grad: events.append("B"))
     step = optimizer.step
-    optimizer.step = lambda *args, **kwargs: (steps.append(1), step(*args, **kwargs))[1]   # count the calls
+    optimizer.step = lambda *args, **kwargs: (events.append("S"), step(*args, **kwargs))[1]
     with seeded(inputs["seed"]):
-        result = _as_pair(fn(model, _loader(inputs), nn.CrossEntropyLoss(), optimizer, torch.device("cpu")))
+        result = _as_pair(fn(model, _loader(inputs), ClassIndexLoss(), optimizer, torch.device("cpu")))
     if not isinstance(result, list):
         return result
     params = [p.detach().numpy().ravel() for p in model.parameters()]
-    return np.concatenate([result, [len(steps)], *params])
+    return np.concatenate([result, [events.count("S"), _backward_before_step(events)], *params])
 
 
 def reference_train_one_epoch(model, loader, criterion, optimizer, device, *, zero_grad="before", train=True,
-                              percent=False, loss_sum=False, step=True):
+                              percent=False, loss_mean="samples", acc_mean="samples", step=True,
+                              step_first=False):
     """The zero_grad → forward → loss → backward → step loop; keywords reproduce known mistakes."""
     if train:
         model.train()
-    total_loss, correct, seen = 0.0, 0, 0
+    total_loss, correct, seen, batch_losses, batch_accs = 0.0, 0, 0, [], []
     for images, labels in loader:
         images, labels = images.to(device), labels.to(device)
         if zero_grad == "before":
             optimizer.zero_grad()
         outputs = model(images)
         loss = criterion(outputs, labels)
+        if step and step_first:
+            optimizer.step()
         loss.backward()
         if zero_grad == "after_backward":
             optimizer.zero_grad()
-        if step:
+        if step and not step_first:
             optimizer.step()
-        total_loss += loss.item() * (1 if loss_sum else labels.size(0))
-        correct += (outputs.argmax(dim=1) == labels).sum().item()
+        hits = (outputs.argmax(dim=1) == labels).sum().item()
+        total_loss += loss.item() * labels.size(0)
+        correct += hits
         seen += labels.size(0)
-    accuracy = correct / seen
-    return total_loss if loss_sum else total_loss / seen, 100 * accuracy if percent else accuracy
+        batch_losses.append(loss.item())
+        batch_accs.append(hits / labels.size(0))
+    mean_loss = {"samples": total_loss / seen, "sum": sum(batch_losses),
+                 "batches": sum(batch_losses) / len(batch_losses)}[loss_mean]
+    accuracy = correct / seen if acc_mean == "samples" else sum(batch_accs) / len(batch_accs)
+    return mean_loss, 100 * accuracy if percent else accuracy
 
 
-_TRAIN_OUTPUTS = ["mean loss", "accuracy", "number of optimizer.step() calls"]
+_TRAIN_OUTPUTS = ["mean loss", "accuracy", "number of optimizer.step() calls",
+                  "batches whose loss.backward() came before their optimizer.step()"]
+_PARAMS = [("first Linear's weight", (16, 12)), ("first Linear's bias", (16,)), ("last Linear's weight", (4, 16)),
+           ("last Linear's bias", (4,))]
+_TRAIN_SIZE = len(_TRAIN_OUTPUTS) + sum(int(np.prod(shape)) for _, shape in _PARAMS)
+_PAIR = "the returned mean loss and accuracy"
+
+
+def _mask(size: int, part: slice) -> np.ndarray:
+    mask = np.zeros(size, dtype=bool)
+    mask[part] = True
+    return mask
+
+
+_TRAIN_REGIONS = {_PAIR: _mask(_TRAIN_SIZE, slice(0, 2)),
+                  "the parameters after the epoch": _mask(_TRAIN_SIZE, slice(len(_TRAIN_OUTPUTS), None))}
 
 
 def _describe_train_index(index) -> str:
-    return _TRAIN_OUTPUTS[index[0]] if index[0] < 3 else f"parameter {index[0] - 3} after the epoch"
+    i = index[0]
+    if i < len(_TRAIN_OUTPUTS):
+        return _TRAIN_OUTPUTS[i]
+    i -= len(_TRAIN_OUTPUTS)
+    for name, shape in _PARAMS:
+        size = int(np.prod(shape))
+        if i < size:
+            where = ", ".join(str(int(v)) for v in np.unravel_index(i, shape))
+            return f"{name} [{where}] after the epoch"
+        i -= size
+    return f"value {index[0]}"
 
 
 def _describe_train_case(n: int, batch: int, seed: int) -> str:
     return (f"a probe model Flatten → Linear(12, 16) → ReLU → Dropout(0.5) → Linear(16, 4), handed over in "
-            f"eval mode; {n} samples in batches of {batch}; SGD(lr=0.1, momentum=0.9, weight_decay=0.01); "
-            f"torch seed {seed}; compared: mean loss, accuracy, number of optimizer.step() calls, then the "
-            "parameters after the epoch")
+            f"eval mode; {batches(n, batch)}; torch seed {seed}")
 
 
 def _train_variant(**kw):
@@ -145,6 +232,8 @@ def _train_variant(**kw):
 
 M_NO_ZERO_GRAD = "forgetting zero_grad: gradients accumulate across steps"
 M_ZERO_AFTER_BACKWARD = "optimizer.zero_grad() is called between backward() and step(), so step() sees zero gradients"
+M_STEP_BEFORE_BACKWARD = ("optimizer.step() comes before loss.backward(): each update runs before its batch's "
+                          "gradients exist")
 M_NO_STEP = "optimizer.step() is missing: the parameters never change"
 M_NO_TRAIN = "model.train() missing in train_one_epoch: dropout stays off when the model arrives in eval mode"
 M_LOSS_SUM = "the loss is summed over batches, not averaged over samples"
@@ -152,25 +241,42 @@ M_LOSS_SUM = "the loss is summed over batches, not averaged over samples"
 TRAIN_EPOCH = Exercise(
     function="train_one_epoch",
     reference_name="the reference zero_grad → forward → backward → step loop",
-    make_cases=lambda hidden: _loop_cases("train_one_epoch", hidden, _describe_train_case, _describe_train_index),
+    make_cases=lambda hidden: _loop_cases("train_one_epoch", hidden, _describe_train_case, _describe_train_index,
+                                          "eval", _TRAIN_REGIONS),
     reference=lambda inputs: train_epoch_output(reference_train_one_epoch, inputs),
     call=train_epoch_output,
     mistakes=[
-        Mistake(M_NO_ZERO_GRAD, "call optimizer.zero_grad() at the start of every batch.",
-                _train_variant(zero_grad="never")),
-        Mistake(M_ZERO_AFTER_BACKWARD, "order: zero_grad(), forward, loss, backward(), step().",
+        Mistake(M_NO_ZERO_GRAD, "backward() adds to the stored gradients: clear them once per batch, before "
+                                "its backward pass.", _train_variant(zero_grad="never")),
+        Mistake(M_ZERO_AFTER_BACKWARD, "clear the gradients before the backward pass: cleared between backward() "
+                                       "and step(), they are gone when the update needs them.",
                 _train_variant(zero_grad="after_backward")),
-        Mistake(M_NO_STEP, "call optimizer.step() after loss.backward().", _train_variant(step=False)),
-        Mistake(M_NO_TRAIN, "call model.train() at the start of train_one_epoch.", _train_variant(train=False)),
+        Mistake(M_STEP_BEFORE_BACKWARD, "the update uses the gradients the backward pass has just computed, so "
+                                        "it comes after it, in the same batch.", _train_variant(step_first=True)),
+        Mistake(M_NO_STEP, "after the backward pass, let the optimizer update the parameters.",
+                _train_variant(step=False)),
+        Mistake(M_NO_TRAIN, "the model may arrive in eval mode: switch it to training mode at the start of the "
+                            "function.", _train_variant(train=False)),
         Mistake(M_PERCENT, _PERCENT_HINT, _train_variant(percent=True)),
-        Mistake(M_LOSS_SUM, "running_loss += loss.item() * labels.size(0); return running_loss / total.",
-                _train_variant(loss_sum=True)),
+        Mistake(M_LOSS_SUM, "weight each batch's mean loss by its number of samples and divide the total by the "
+                            "number of samples.", _train_variant(loss_mean="sum")),
+        Mistake(M_BATCH_MEAN, _BATCH_MEAN_HINT, _train_variant(loss_mean="batches")),
     ],
-    hint="model.train(); per batch: move to device, optimizer.zero_grad(), outputs = model(images), "
-         "loss = criterion(outputs, labels), loss.backward(), optimizer.step(); return (sum of "
-         "loss.item()·batch size / N, correct / N).",
-    exception_hints={"TypeError": "train_one_epoch(model, loader, criterion, optimizer, device) returns "
-                                  "(mean_loss, accuracy)."},
+    hint="switch the model to training mode, then for every batch, in the order of section 5.1: clear the "
+         "gradients, forward, loss, backward, update. Return the mean loss per sample and the fraction of "
+         "correctly predicted samples, both over the whole epoch.",
+    exception_hints={"TypeError": "train_one_epoch returns the pair (mean loss, accuracy); the loader yields "
+                                  "(images, labels) batches."},
+    section="5.1 Training for one epoch",
+    layout=Layout(axes=("entry",)),
+    covers={
+        "a last batch smaller than the others": _ragged,
+        "every batch of the same size": _even,
+        "three or more batches (momentum and accumulated gradients show)":
+            lambda case: case.inputs["x"].shape[0] // case.inputs["batch_size"] >= 3,
+        "the model handed over in eval mode": lambda case: case.inputs["mode"] == "eval",
+        "integer class labels": lambda case: case.inputs["y"].dtype.kind in "iu",
+    },
 )
 
 
@@ -185,41 +291,51 @@ def check_train_one_epoch(train_one_epoch, hidden: bool = False) -> None:
 def evaluate_output(fn, inputs) -> Any:
     """Run ``fn(model, loader, criterion, device)`` on a probe given in train mode; record side effects."""
     model = _probe_model(inputs["weights"], bn=True)
-    model.train()   # evaluate must switch dropout off and BatchNorm to its running statistics itself
+    model.train(inputs["mode"] == "train")   # evaluate switches dropout off and BatchNorm to running statistics
     grad_enabled = []
     model.register_forward_pre_hook(lambda module, args: grad_enabled.append(torch.is_grad_enabled()))
     stats_before = model[2].running_mean.clone()
     with seeded(inputs["seed"]):
-        result = _as_pair(fn(model, _loader(inputs), nn.CrossEntropyLoss(), torch.device("cpu")))
+        result = _as_pair(fn(model, _loader(inputs), ClassIndexLoss(), torch.device("cpu")))
     if not isinstance(result, list):
         return result
     stats_changed = not torch.equal(stats_before, model[2].running_mean)
     return np.array(result + [float(any(grad_enabled)), float(stats_changed)])
 
 
-def reference_evaluate(model, loader, criterion, device, *, eval_mode=True, no_grad=True, percent=False):
+def reference_evaluate(model, loader, criterion, device, *, eval_mode=True, no_grad=True, percent=False,
+                       loss_mean="samples", acc_mean="samples"):
     """model.eval() and torch.no_grad() around forward and loss; keywords reproduce known mistakes."""
     if eval_mode:
         model.eval()
-    total_loss, correct, seen = 0.0, 0, 0
+    total_loss, correct, seen, batch_losses, batch_accs = 0.0, 0, 0, [], []
     with torch.set_grad_enabled(not no_grad):
         for images, labels in loader:
             images, labels = images.to(device), labels.to(device)
             outputs = model(images)
-            total_loss += criterion(outputs, labels).item() * labels.size(0)
-            correct += (outputs.argmax(dim=1) == labels).sum().item()
+            loss = criterion(outputs, labels).item()
+            hits = (outputs.argmax(dim=1) == labels).sum().item()
+            total_loss += loss * labels.size(0)
+            correct += hits
             seen += labels.size(0)
-    accuracy = correct / seen
-    return total_loss / seen, 100 * accuracy if percent else accuracy
+            batch_losses.append(loss)
+            batch_accs.append(hits / labels.size(0))
+    mean_loss = total_loss / seen if loss_mean == "samples" else sum(batch_losses) / len(batch_losses)
+    accuracy = correct / seen if acc_mean == "samples" else sum(batch_accs) / len(batch_accs)
+    return mean_loss, 100 * accuracy if percent else accuracy
 
 
 _EVAL_OUTPUTS = ["mean loss", "accuracy", "gradients were tracked during the forward pass (1 = yes)",
                  "BatchNorm running statistics changed (1 = yes)"]
 
 
+_EVAL_REGIONS = {_PAIR: _mask(4, slice(0, 2)),
+                 "what the loop did to the model (gradients tracked, running statistics moved)": _mask(4, slice(2, 4))}
+
+
 def _describe_eval_case(n: int, batch: int, seed: int) -> str:
     return (f"a probe model Flatten → Linear(12, 16) → BatchNorm1d → ReLU → Dropout(0.5) → Linear(16, 4), "
-            f"handed over in train mode; {n} samples in batches of {batch}; torch seed {seed}")
+            f"handed over in train mode; {batches(n, batch)}; torch seed {seed}")
 
 
 def _eval_variant(**kw):
@@ -234,19 +350,32 @@ EVALUATE = Exercise(
     function="evaluate",
     reference_name="the reference evaluation loop (model.eval(), torch.no_grad())",
     make_cases=lambda hidden: _loop_cases("evaluate", hidden, _describe_eval_case,
-                                          lambda index: _EVAL_OUTPUTS[index[0]]),
+                                          lambda index: _EVAL_OUTPUTS[index[0]], "train", _EVAL_REGIONS),
     reference=lambda inputs: evaluate_output(reference_evaluate, inputs),
     call=evaluate_output,
     mistakes=[
-        Mistake(M_NO_EVAL, "call model.eval() at the start of evaluate.", _eval_variant(eval_mode=False)),
-        Mistake(M_NO_NO_GRAD, "wrap the loop in `with torch.no_grad():`.", _eval_variant(no_grad=False)),
-        Mistake(M_NO_EVAL_NO_GRAD, "model.eval(), then the loop inside `with torch.no_grad():`.",
+        Mistake(M_NO_EVAL, "switch the model to eval mode before the loop: dropout off, BatchNorm on its running "
+                           "statistics.", _eval_variant(eval_mode=False)),
+        Mistake(M_NO_NO_GRAD, "run the forward passes inside a block that turns gradient tracking off.",
+                _eval_variant(no_grad=False)),
+        Mistake(M_NO_EVAL_NO_GRAD, "both: eval mode first, then the forward passes with gradient tracking off.",
                 _eval_variant(eval_mode=False, no_grad=False)),
         Mistake(M_PERCENT, _PERCENT_HINT, _eval_variant(percent=True)),
+        Mistake(M_BATCH_MEAN, _BATCH_MEAN_HINT, _eval_variant(loss_mean="batches")),
     ],
-    hint="model.eval(); with torch.no_grad(): per batch outputs = model(images), loss = criterion(outputs, labels); "
-         "no zero_grad, backward or step; return (mean loss per sample, correct / N).",
-    exception_hints={"TypeError": "evaluate(model, loader, criterion, device) returns (mean_loss, accuracy)."},
+    hint="eval mode, gradient tracking off, and no clearing, backward or update of any kind; return the mean loss "
+         "per sample and the fraction of correctly predicted samples, as train_one_epoch does.",
+    exception_hints={"TypeError": "evaluate returns the pair (mean loss, accuracy); the loader yields "
+                                  "(images, labels) batches."},
+    section="5.2 Evaluating",
+    layout=Layout(axes=("entry",)),
+    covers={
+        "a last batch smaller than the others": _ragged,
+        "every batch of the same size": _even,
+        "the model handed over in train mode (dropout on, BatchNorm on batch statistics)":
+            lambda case: case.inputs["mode"] == "train",
+        "integer class labels": lambda case: case.inputs["y"].dtype.kind in "iu",
+    },
 )
 
 

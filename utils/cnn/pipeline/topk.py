@@ -1,8 +1,9 @@
 """Exercise 6: ``topk_accuracy(logits, targets, k) -> float``.
 
 The fraction of rows whose target is among the k indices returned by ``torch.topk`` (ties resolved as
-torch.topk resolves them). A case calls the student's function on float32 logits for each k of a list
-and compares the accuracies (:func:`topk_values`).
+torch.topk resolves them). A case calls the student's function on float32 logits and int64 targets for each
+k of a list and compares the accuracies (:func:`topk_values`). The call enforces the rule of section 4 that
+the function only reads its inputs: the notebook calls it twice on the same tensors (top-1, then top-3).
 """
 from __future__ import annotations
 
@@ -12,9 +13,11 @@ import numpy as np
 import torch
 
 from utils.checks.adapters import to_numpy
+from utils.checks.characterise import Layout
 from utils.checks.compare import Tolerance
 from utils.checks.diagnose import Mistake
 from utils.checks.exercise import HIDDEN_SALT, Case, Exercise
+from utils.checks.rules import kept_unchanged
 from utils.checks.seeding import case_rng
 from utils.cnn.pipeline.shared import check_on_one_thread
 
@@ -41,13 +44,18 @@ def reference_topk_accuracy(logits, targets, k, rule="topk"):
     return 100 * correct if rule == "percent" else correct
 
 
+INPUTS_RULE = ("topk_accuracy only reads logits and targets, it changes neither (section 4): the notebook calls "
+               "it again on the same tensors")
+
+
 def topk_values(fn, inputs) -> Any:
     """``fn(logits, targets, k)`` for each k of the case, as one array (or the first value that is not a number)."""
     logits = torch.tensor(inputs["logits"], dtype=torch.float32)
     targets = torch.tensor(inputs["targets"], dtype=torch.int64)
     out = []
     for k in inputs["ks"]:
-        value = to_numpy(fn(logits.clone(), targets.clone(), k))
+        with kept_unchanged({"logits": logits, "targets": targets}, rule=INPUTS_RULE):
+            value = to_numpy(fn(logits, targets, k))
         if value is None or value.size != 1:
             return value
         out.append(float(value.reshape(())))
@@ -77,7 +85,9 @@ def _topk_cases(hidden: bool) -> list[Case]:
         settings.append(("3 rows over 3 classes, k = 1, 3 and k=3 (batch size equal to k)",
                          rng.normal(size=(3, 3)), rng.integers(0, 3, 3), [1, 3]))
     return [Case(desc + f", k in {ks}", {"logits": logits, "targets": targets, "ks": ks},
-                 lambda index, ks=ks: f"k={ks[index[0]]}") for desc, logits, targets, ks in settings]
+                 lambda index, ks=ks: f"k={ks[index[0]]}",
+                 regions={"the accuracies for k = 1": np.array(ks) == 1, "the accuracies for k > 1": np.array(ks) > 1})
+            for desc, logits, targets, ks in settings]
 
 
 def _topk_variant(rule):
@@ -86,13 +96,15 @@ def _topk_variant(rule):
                                     for k in inputs["ks"]])
 
 
-M_TOPK_NO_VIEW = ("predictions compared without .view(-1, 1).expand_as(pred): (N, k) predictions against (N,) "
-                  "targets broadcast along the wrong axis")
+M_TOPK_NO_VIEW = ("targets compared with the predictions without being made a column: (N, k) predictions "
+                  "against (N,) targets line up along the wrong axis")
 M_TOPK_MEAN_ALL = "the hits are averaged over N·k entries: divide the number of correct rows by N"
 M_TOPK_PERCENT = "accuracy returned in percent: return a fraction between 0 and 1"
 M_TOPK_SMALLEST = "topk with largest=False picks the k smallest scores"
 M_TOPK_IGNORE_K = "k is ignored: only the top-1 prediction is compared"
 M_TOPK_TIES = "ties are broken differently from torch.topk (argmax / argsort pick other tied classes)"
+_COLUMN_HINT = ("the predictions have shape (N, k) and the targets (N,): make the targets a column of shape (N, 1) "
+                "and expand it to the predictions' shape, so that row i is compared with target i only.")
 
 TOPK = Exercise(
     function="topk_accuracy",
@@ -101,21 +113,32 @@ TOPK = Exercise(
     reference=_topk_variant("topk"),
     call=topk_values,
     mistakes=[
-        Mistake(M_TOPK_NO_VIEW, "pred.eq(targets.view(-1, 1).expand_as(pred)).sum().item() / N.",
-                _topk_variant("no_view")),
+        Mistake(M_TOPK_NO_VIEW, _COLUMN_HINT, _topk_variant("no_view")),
         Mistake(M_TOPK_MEAN_ALL, "count rows with a hit (at most one per row), then divide by N.",
                 _topk_variant("mean_all")),
-        Mistake(M_TOPK_PERCENT, "correct / N, without * 100.", _topk_variant("percent")),
-        Mistake(M_TOPK_SMALLEST, "logits.topk(k, dim=1, largest=True, sorted=True).", _topk_variant("smallest")),
-        Mistake(M_TOPK_IGNORE_K, "logits.topk(k, dim=1): use the k you are given.", _topk_variant("ignore_k")),
-        Mistake(M_TOPK_TIES, "use logits.topk(k, dim=1) so tied scores are handled exactly as torch.topk does.",
-                _topk_variant("argsort")),
+        Mistake(M_TOPK_PERCENT, "return the fraction itself, without the factor 100.", _topk_variant("percent")),
+        Mistake(M_TOPK_SMALLEST, "ask torch.topk for the largest scores of each row.", _topk_variant("smallest")),
+        Mistake(M_TOPK_IGNORE_K, "hand torch.topk the k you are given.", _topk_variant("ignore_k")),
+        Mistake(M_TOPK_TIES, "take the top k with torch.topk itself: tied scores are then resolved exactly as the "
+                             "check resolves them (section 4).", _topk_variant("argsort")),
     ],
     tolerance=FRACTION,
-    hint="_, pred = logits.topk(k, dim=1, largest=True, sorted=True); "
-         "correct = pred.eq(targets.view(-1, 1).expand_as(pred)).sum().item(); return correct / N.",
-    exception_hints={"RuntimeError": f"perhaps {M_TOPK_NO_VIEW}. pred has shape (N, k): compare it with "
-                                     "targets.view(-1, 1).expand_as(pred)."},
+    hint="section 4: the indices of the k largest scores of each row (torch.topk along the class axis), the rows "
+         "whose target is among them counted once, divided by the number of rows.",
+    exception_hints={"RuntimeError": f"perhaps {M_TOPK_NO_VIEW}. Make the targets a column of shape (N, 1) "
+                                     "and expand it to the predictions' shape, so that row i is compared with "
+                                     "target i only."},
+    section="4. Top-k accuracy",
+    layout=Layout(axes=("entry",)),
+    covers={
+        "k = 1 and k > 1": lambda case: 1 in case.inputs["ks"] and max(case.inputs["ks"]) > 1,
+        "tied scores in a row": lambda case: any(len(set(row)) < len(row) for row in case.inputs["logits"]),
+        "as many rows as k (a wrong comparison then broadcasts silently)":
+            lambda case: len(case.inputs["targets"]) in case.inputs["ks"],
+        "more rows than k": lambda case: len(case.inputs["targets"]) > max(case.inputs["ks"]),
+        "100 classes, as in CIFAR-100": lambda case: case.inputs["logits"].shape[1] == 100,
+        "negative and positive scores": lambda case: case.inputs["logits"].min() < 0 < case.inputs["logits"].max(),
+    },
 )
 
 

@@ -10,7 +10,7 @@ MISTAKES = [
             diagnosis="activation on the final layer"),
     mistake("cnn_pipeline_topk_no_expand", "topk_accuracy",
             ("pred.eq(targets.view(-1, 1).expand_as(pred))", "pred.eq(targets)"),
-            diagnosis="without .view(-1, 1).expand_as(pred)"),
+            diagnosis="without being made a column"),
     mistake("cnn_pipeline_no_zero_grad", "train_one_epoch",
             ("        optimizer.zero_grad()\n", ""),
             diagnosis="forgetting zero_grad"),
