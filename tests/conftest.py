@@ -42,3 +42,14 @@ def graded_course(tmp_path_factory) -> GradedCourse:
     names = [n for n in wanted.split(",") if n] if wanted else assignments(root)
     per_notebook = int(os.environ.get("COURSE_TEST_MISTAKES", "1"))
     return GradedCourse(root, names, demo.run(root, names, per_notebook))
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """For modules of tiny models and references: one torch thread is faster than several, above all on a busy
+    machine. Use with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    import torch
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -622,7 +622,8 @@ def test_sdpa_a_difference_confined_to_the_weights_is_said_so():
     def fn(q, k, v, mask=None):
         output, weights = sdpa_student()(q, k, v, mask)
         return output, weights * 1.5
-    text = _fails(A.check_scaled_dot_product_attention, fn, "All the differences are in the weights; the rest matches.")
+    text = _fails(A.check_scaled_dot_product_attention, fn,
+                  "All the differences are in the weights; the rest matches: yours = expected × 1.5")
     _no_wrong_cause(text)
     assert "Shape OK" not in text   # never the shape of output and weights packed together
 

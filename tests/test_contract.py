@@ -69,13 +69,7 @@ def registered(clause: str) -> list:
     return params
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """The references and models here are tiny: one thread is faster than several, above all on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")   # tiny models: one thread is faster
 
 
 def test_known_gaps_name_registered_exercises():

@@ -42,13 +42,7 @@ def solutions():
     return NB.run()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread():
-    """The models here are tiny: one thread is faster than several, above all on a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")   # tiny models: one thread is faster
 
 
 def _failure(check, fn) -> str:

@@ -12,13 +12,12 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from utils.checks.adapters import numbers
 from utils.checks.characterise import Layout
 from utils.checks.compare import EXACT
 from utils.checks.diagnose import Mistake
 from utils.checks.exercise import Case, Exercise, run_check, visible_then_hidden
 from utils.checks.feedback import show
-from utils.checks.rules import RuleBroken
+from utils.checks.rules import int_answers
 
 
 def _settings_case(text: str, settings: list, hidden_settings: list, hidden: bool, names: str,
@@ -38,34 +37,13 @@ def _per_setting(one):
     return lambda inputs: np.array([one(*s) for s in inputs["settings"]], dtype=np.float64)
 
 
-def _is_integer(value) -> bool:
-    """An int, a numpy integer or an integer tensor / 0-d array."""
-    if isinstance(value, (bool, np.bool_)):
-        return False
-    if isinstance(value, (int, np.integer)):
-        return True
-    if isinstance(value, torch.Tensor):
-        return not value.is_floating_point() and not value.is_complex() and value.dtype != torch.bool
-    dtype = getattr(value, "dtype", None)
-    return dtype is not None and np.dtype(dtype).kind in "iu"
-
-
 def _int_call(name: str):
     """How to call ``name``: once per setting; each answer must be an int (the docstrings: "Returns an int")."""
     return lambda fn, inputs: _call(name, fn, inputs)
 
 
 def _call(name, fn, inputs):
-    values = [fn(*s) for s in inputs["settings"]]
-    result = numbers(values)
-    if not isinstance(result, np.ndarray) or np.any(result != np.round(result)):
-        return result   # not numbers, or fractions: the comparison says what is wrong
-    for setting, value in zip(inputs["settings"], values, strict=True):
-        if not _is_integer(value):
-            shown = value.item() if hasattr(value, "item") else value
-            raise RuleBroken(f"{name} returns an int (its docstring in Exercise 5)",
-                             f"{name}({', '.join(map(str, setting))}) returned {shown!r}, a {type(value).__name__}")
-    return result
+    return int_answers(fn, inputs["settings"], name, f"{name} returns an int (its docstring in Exercise 5)")
 
 
 def _settings(c: Case) -> list[tuple]:

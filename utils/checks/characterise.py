@@ -100,8 +100,11 @@ def _single_number(actual: float, expected: float, names: list[str]) -> str:
     return ""
 
 
-def _kind(actual: np.ndarray, expected: np.ndarray, tol: Tolerance, names: list[str]) -> str:
-    """What kind of difference ``actual`` has from ``expected`` (same shape), or ''."""
+def _kind(actual: np.ndarray, expected: np.ndarray, tol: Tolerance, names: list[str],
+          structural: bool = True) -> str:
+    """What kind of difference ``actual`` has from ``expected`` (same shape), or ''. With ``structural=False``
+    (several results joined into one list) axes swapped, shifts and reversals are not looked for: along such a
+    list they mean nothing."""
     if actual.size == 0:
         return ""
     close = tol.close
@@ -115,19 +118,19 @@ def _kind(actual: np.ndarray, expected: np.ndarray, tol: Tolerance, names: list[
         if abs(c - 1) > 1e-6 and abs(c) > 1e-12 and np.all(close(actual, c * expected)):
             sizes = [(name, n) for name, n in zip(names, expected.shape, strict=False)]
             return f"yours = expected × {_number(c)}{_factor_meaning(abs(c), sizes)}: a constant factor"
+    if np.all(actual == 0) and np.any(expected != 0):
+        return "all your values are 0"
     offset = actual - expected
     if actual.size > 1 and np.all(close(actual, expected + float(np.median(offset)))):
         return f"yours = expected {float(np.median(offset)):+.4g}: a constant offset"
-    if np.all(actual == 0) and np.any(expected != 0):
-        return "all your values are 0"
-    if actual.ndim >= 2 and actual.ndim <= 5:
+    if structural and 2 <= actual.ndim <= 5:
         for perm in itertools.permutations(range(actual.ndim)):
             if perm == tuple(range(actual.ndim)) or expected.transpose(perm).shape != actual.shape:
                 continue
             if np.all(close(actual, expected.transpose(perm))):
                 moved = [names[a] for a, p in enumerate(perm) if a != p]
                 return f"yours is the expected result with the {_join(moved)} axes swapped"
-    for axis in range(actual.ndim):
+    for axis in range(actual.ndim if structural else 0):
         n = actual.shape[axis]
         if n < 2:
             continue
@@ -180,8 +183,11 @@ def describe_difference(actual: np.ndarray, expected: np.ndarray, tol: Tolerance
         names = ["part", *layout.axis_names(actual.ndim - 1)] if layout.parts else layout.axis_names(actual.ndim)
         where = _slices(broken, names)
         share = f"{int(broken.sum())} of {actual.size}"
-        return [f"NaN or infinite values ({share}){': ' + '; '.join(where) if where else ' throughout'}; "
-                "the expected values there are finite."]
+        if actual.ndim == 1 and regions:
+            where = []
+        return [f"NaN or infinite values ({share}){': ' + '; '.join(where) if where else ''}; "
+                "the expected values there are finite.",
+                *_regions(actual, expected, broken, tol, regions or {}, described=True)]
     lines = []
     parts = layout.parts if layout.parts and actual.ndim >= 1 and actual.shape[0] == len(layout.parts) else ()
     if parts:
@@ -203,9 +209,10 @@ def describe_difference(actual: np.ndarray, expected: np.ndarray, tol: Tolerance
             text = "; ".join([*where, kind] if kind else where)
             lines.append(f"In {part}: {text}.")
     else:
-        kind, where = _where_and_kind(actual, expected, bad, tol, layout.axis_names(actual.ndim))
-        if actual.ndim == 1 and regions:   # a flat result with named regions: the regions say where
-            where = []
+        if actual.ndim == 1 and regions:   # results joined into one list: its regions say where
+            kind, where = _kind(actual, expected, tol, ["value"], structural=False), []
+        else:
+            kind, where = _where_and_kind(actual, expected, bad, tol, layout.axis_names(actual.ndim))
         text = "; ".join([*where, kind] if kind else where)
         if text:
             lines.append(f"{text[0].upper()}{text[1:]}.")
@@ -225,7 +232,8 @@ def _regions(actual: np.ndarray, expected: np.ndarray, bad: np.ndarray, tol: Tol
     containing = [name for name, mask in masks.items() if not (bad & ~mask).any()]
     if containing:
         name = min(containing, key=lambda n: int(masks[n].sum()))
-        kind = "" if described else _kind(actual[masks[name]], expected[masks[name]], tol, ["value"])
+        kind = "" if described else _kind(actual[masks[name]], expected[masks[name]], tol, ["value"],
+                                          structural=False)
         return [f"All the differences are in {name}; the rest matches{': ' + kind if kind else ''}."]
     matching = [name for name, mask in masks.items() if not (bad & mask).any()]
     return [f"Nothing differs in {_join(matching)}."] if matching else []

@@ -165,3 +165,32 @@ def require_shape(value, shape: tuple[int, ...], what: str, rule: str):
     if seen != tuple(shape):
         raise RuleBroken(rule, f"{what} has shape {seen}, expected {tuple(shape)}")
     return value
+
+
+def is_integer(value) -> bool:
+    """An int, a numpy integer, or an integer tensor or array (what `//` and `int()` give); never a bool."""
+    if isinstance(value, (bool, np.bool_)):
+        return False
+    if isinstance(value, (int, np.integer)):
+        return True
+    dtype = getattr(value, "dtype", None)
+    if _is_tensor(value):
+        return not value.is_floating_point() and not value.is_complex() and str(dtype) != "torch.bool"
+    return dtype is not None and np.dtype(dtype).kind in "iu"
+
+
+def int_answers(fn, settings: list[tuple], name: str, rule: str):
+    """``fn(*setting)`` for each setting, as one float64 array, where the notebook says the function returns an
+    int: a whole number of another type (``6.0``, a float tensor) breaks ``rule``. Answers that are not numbers,
+    or fractions, are returned for the comparison to report."""
+    from utils.checks.adapters import numbers
+    values = [fn(*setting) for setting in settings]
+    result = numbers(values)
+    if not isinstance(result, np.ndarray) or np.any(result != np.round(result)):
+        return result
+    for setting, value in zip(settings, values, strict=True):
+        if not is_integer(value):
+            shown = value.item() if hasattr(value, "item") else value
+            raise RuleBroken(rule, f"{name}({', '.join(map(str, setting))}) returned {shown!r}, "
+                                   f"a {type(value).__name__}")
+    return result

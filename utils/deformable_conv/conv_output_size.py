@@ -8,13 +8,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from utils.checks.adapters import numbers, torch_module
+from utils.checks.adapters import torch_module
 from utils.checks.characterise import Layout
 from utils.checks.compare import EXACT
 from utils.checks.diagnose import Mistake
 from utils.checks.exercise import Case, Exercise, run_check, visible_then_hidden
 from utils.checks.feedback import show
-from utils.checks.rules import RuleBroken
+from utils.checks.rules import int_answers
 
 SETTING_NAMES = ("size", "kernel_size", "stride", "padding", "dilation")
 DEFAULTS = (1, 0, 1)   # stride, padding, dilation when a setting leaves them out
@@ -43,29 +43,8 @@ def _cases(hidden: bool) -> list[Case]:
                  {"settings": settings}, describe)]
 
 
-def _is_integer(value) -> bool:
-    """An int, a numpy integer or an integer tensor / 0-d array (what `//` and int() give)."""
-    if isinstance(value, (bool, np.bool_)):
-        return False
-    if isinstance(value, (int, np.integer)):
-        return True
-    dtype = getattr(value, "dtype", None)
-    if hasattr(value, "is_floating_point"):   # a torch tensor
-        return not value.is_floating_point() and not value.is_complex() and str(dtype) != "torch.bool"
-    return dtype is not None and np.dtype(dtype).kind in "iu"
-
-
 def _call(fn, inputs):
-    values = [fn(*setting) for setting in inputs["settings"]]
-    result = numbers(values)
-    if not isinstance(result, np.ndarray) or np.any(result != np.round(result)):
-        return result   # not numbers, or fractions: the comparison says what is wrong
-    for setting, value in zip(inputs["settings"], values, strict=True):
-        if not _is_integer(value):
-            shown = value.item() if hasattr(value, "item") else value
-            raise RuleBroken(RULE, f"conv_output_size({', '.join(map(str, setting))}) returned {shown!r}, "
-                                   f"a {type(value).__name__}")
-    return result
+    return int_answers(fn, inputs["settings"], "conv_output_size", RULE)
 
 
 def torch_conv_output_size(size: int, kernel_size: int, stride: int = 1, padding: int = 0, dilation: int = 1) -> int:
