@@ -129,15 +129,23 @@ def compare(actual_raw, expected: np.ndarray, tol: Tolerance,
     ], max_abs), max_abs
 
 
-def agrees(actual: np.ndarray, expected: np.ndarray, tol: Tolerance) -> bool:
-    """True when both arrays have the same shape and agree within ``tol``."""
+def agrees(actual: np.ndarray, expected: np.ndarray, tol: Tolerance, equal_nan: bool = False) -> bool:
+    """True when both arrays have the same shape and agree within ``tol`` (with ``equal_nan``, NaN and
+    infinities agree where both have the same one)."""
     actual = to_numpy(actual)
-    expected = np.asarray(expected, dtype=np.float64)
-    if actual is None:
+    expected = to_numpy(expected)
+    if actual is None or expected is None or actual.dtype.kind not in "biuf" or expected.dtype.kind not in "biuf":
         return False
+    actual, expected = actual.astype(np.float64), expected.astype(np.float64)
     if expected.ndim == 0 and actual.size == 1:
         actual = actual.reshape(())
     if actual.shape != expected.shape:
         return False
+    if equal_nan:
+        finite = np.isfinite(expected)
+        if not np.array_equal(finite, np.isfinite(actual)) or \
+                not np.array_equal(actual[~finite], expected[~finite], equal_nan=True):
+            return False
+        actual, expected = actual[finite], expected[finite]
     with np.errstate(invalid="ignore"):
-        return bool(np.all(tol.close(actual.astype(np.float64), expected)))
+        return bool(np.all(tol.close(actual, expected)))

@@ -228,25 +228,9 @@ def _consistent(exercise: Exercise, mistake: Mistake, memos: list[CaseMemo],
         actual = student(number)
         if actual is _DOES_NOT_APPLY:
             continue
-        if not _same_output(actual, wrong, exercise.tolerance):
+        if not agrees(actual, wrong, exercise.tolerance, equal_nan=True):
             return False
     return True
-
-
-def _same_output(actual, wrong, tol: Tolerance) -> bool:
-    """``agrees``, with NaN and infinities where both have them counting as the same."""
-    a, w = to_numpy(actual), to_numpy(wrong)
-    if a is None or w is None or a.dtype.kind not in "biuf" or w.dtype.kind not in "biuf":
-        return False
-    a, w = a.astype(np.float64), w.astype(np.float64)
-    if w.ndim == 0 and a.size == 1:
-        a = a.reshape(())
-    if a.shape != w.shape:
-        return False
-    finite = np.isfinite(w)
-    if not np.array_equal(finite, np.isfinite(a)) or not np.array_equal(a[~finite], w[~finite], equal_nan=True):
-        return False
-    return agrees(a[finite], w[finite], tol)
 
 
 def case_label(number: int, total: int) -> str:
