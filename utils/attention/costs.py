@@ -50,6 +50,20 @@ def _settings(c: Case) -> list[tuple]:
     return c.inputs["settings"]
 
 
+def _batch_and_bytes_covers(required: int) -> dict:
+    """The input space of a function of ``required`` positional arguments, then ``batch_size=1`` and
+    ``bytes_per_value=2``: both left at their defaults, the byte size left at its default with a batch, a batch, and
+    another byte size."""
+    batch, size = required, required + 1
+    return {
+        "the defaults (batch_size=1, bytes_per_value=2)": lambda c: any(len(s) == required for s in _settings(c)),
+        "bytes_per_value left at its default with batch_size 2 or more":
+            lambda c: any(len(s) == batch + 1 and s[batch] >= 2 for s in _settings(c)),
+        "batch_size 2 or more": lambda c: any(len(s) > batch and s[batch] >= 2 for s in _settings(c)),
+        "bytes_per_value other than 2": lambda c: any(len(s) == size + 1 and s[size] != 2 for s in _settings(c)),
+    }
+
+
 # --------------------------------------------------------------------------- exercise 5: mha_param_count
 
 # (d_model, num_heads, bias); a shorter setting leaves bias at its default (True)
@@ -164,11 +178,7 @@ MATRIX = Exercise(
     hint="count the values of the (batch, heads, n, n) score tensor of section 5b, then their bytes. Return an int.",
     section="5. What attention costs",
     covers={
-        "the defaults (batch_size=1, bytes_per_value=2)": lambda c: any(len(s) == 2 for s in _settings(c)),
-        "bytes_per_value left at its default with batch_size 2 or more":
-            lambda c: any(len(s) == 3 and s[2] >= 2 for s in _settings(c)),
-        "batch_size 2 or more": lambda c: any(len(s) >= 3 and s[2] >= 2 for s in _settings(c)),
-        "bytes_per_value other than 2": lambda c: any(len(s) == 4 and s[3] != 2 for s in _settings(c)),
+        **_batch_and_bytes_covers(required=2),
         "seq_len not a power of 2": lambda c: any(s[0] & (s[0] - 1) for s in _settings(c)),
     },
 )
@@ -226,11 +236,7 @@ KV = Exercise(
          "then their bytes. Return an int.",
     section="5. What attention costs",
     covers={
-        "the defaults (batch_size=1, bytes_per_value=2)": lambda c: any(len(s) == 4 for s in _settings(c)),
-        "bytes_per_value left at its default with batch_size 2 or more":
-            lambda c: any(len(s) == 5 and s[4] >= 2 for s in _settings(c)),
-        "batch_size 2 or more": lambda c: any(len(s) >= 5 and s[4] >= 2 for s in _settings(c)),
-        "bytes_per_value other than 2": lambda c: any(len(s) == 6 and s[5] != 2 for s in _settings(c)),
+        **_batch_and_bytes_covers(required=4),
         "one KV head (MQA)": lambda c: any(s[2] == 1 for s in _settings(c)),
         "an odd number of layers and of KV heads": lambda c: any(s[1] % 2 and s[2] % 2 for s in _settings(c)),
     },

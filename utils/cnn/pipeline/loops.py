@@ -116,6 +116,14 @@ def _even(case: Case) -> bool:
     return case.inputs["x"].shape[0] % case.inputs["batch_size"] == 0
 
 
+# What both loops must hold on: loaders that divide evenly and loaders that do not, and labels as the loader gives them.
+_LOADER_COVERS = {
+    "a last batch smaller than the others": _ragged,
+    "every batch of the same size": _even,
+    "integer class labels": lambda case: case.inputs["y"].dtype.kind in "iu",
+}
+
+
 M_PERCENT = "accuracy returned in percent: return a fraction between 0 and 1"
 _PERCENT_HINT = "the accuracy is a fraction of the samples, between 0 and 1, not a percentage."
 M_BATCH_MEAN = "the loss is the mean of the batch means: a smaller last batch then weighs as much as a full one"
@@ -270,12 +278,10 @@ TRAIN_EPOCH = Exercise(
     section="5.1 Training for one epoch",
     layout=Layout(axes=("entry",)),
     covers={
-        "a last batch smaller than the others": _ragged,
-        "every batch of the same size": _even,
+        **_LOADER_COVERS,
         "three or more batches (momentum and accumulated gradients show)":
             lambda case: case.inputs["x"].shape[0] // case.inputs["batch_size"] >= 3,
         "the model handed over in eval mode": lambda case: case.inputs["mode"] == "eval",
-        "integer class labels": lambda case: case.inputs["y"].dtype.kind in "iu",
     },
 )
 
@@ -370,11 +376,9 @@ EVALUATE = Exercise(
     section="5.2 Evaluating",
     layout=Layout(axes=("entry",)),
     covers={
-        "a last batch smaller than the others": _ragged,
-        "every batch of the same size": _even,
+        **_LOADER_COVERS,
         "the model handed over in train mode (dropout on, BatchNorm on batch statistics)":
             lambda case: case.inputs["mode"] == "train",
-        "integer class labels": lambda case: case.inputs["y"].dtype.kind in "iu",
     },
 )
 
