@@ -32,6 +32,7 @@ $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[grading,test]"
+	$(PY) -m utils.instructor.lab configure >/dev/null   # plain `jupyter lab` here is the student's view
 	@touch $(STAMP)
 
 ## Regenerate release/ from source/ with nbgrader generate_assignment.
@@ -48,7 +49,8 @@ test: setup lint
 
 ## The inner loop (a minute or two): the layers' import rules, the contract over every exercise and the
 ## checker tests; no nbgrader, no sandbox, no browser, no notebooks.
-FAST_TESTS := tests/test_layers.py tests/test_contract.py tests/test_registry.py tests/test_environment.py $(wildcard tests/test_*_checks.py)
+FAST_TESTS := tests/test_layers.py tests/test_contract.py tests/test_registry.py tests/test_environment.py \
+	tests/test_notebook_helpers.py $(wildcard tests/test_*_checks.py)
 test-fast: setup lint
 	$(PY) -m pytest -q $(FAST_TESTS)
 

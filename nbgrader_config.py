@@ -4,7 +4,9 @@ Run every nbgrader command from this folder (the course root).
 """
 import os
 
+import nbgrader
 from nbconvert.preprocessors import ClearMetadataPreprocessor
+from nbgrader.converters import GenerateAssignment
 from nbgrader.preprocessors import (
     AssignLatePenalties,
     CheckCellMetadata,
@@ -16,11 +18,14 @@ from nbgrader.preprocessors import (
     SaveAutoGrades,
 )
 
+import utils.grading
 from utils.grading import nbgrader_patches
 from utils.grading.gradebook import sqlite_gradebook_url
 from utils.grading.preprocessors import (
     ApplyTrustedVerdicts,
+    ContinueAfterErrors,
     FilterHarmlessStderr,
+    MarkdownMathToMathML,
     OverwriteCellsInPlace,
     PrepareTrustedTests,
     RestoreGradeCells,
@@ -46,6 +51,9 @@ c.CourseDirectory.ignore = [
 # What a student sees in place of the instructor's solution.
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
 c.ClearSolutions.text_stub = "YOUR ANSWER HERE"
+# Run All in the student's JupyterLab goes on past an unfinished exercise (its error still counts).
+c.GenerateAssignment.preprocessors = [
+    *GenerateAssignment.class_traits()["preprocessors"].default(), ContinueAfterErrors]
 
 # Grading runs each student's kernel in a bubblewrap sandbox (SandboxedExecute) and decides
 # verdicts outside it (PrepareTrustedTests, ApplyTrustedVerdicts; utils/grading/trusted.py): the
@@ -84,8 +92,18 @@ c.ClearMetadataPreprocessor.preserve_nb_metadata_mask = {("language_info", "name
 # and feedback templates render them unsanitised even with sanitize_html), attachments, outputs,
 # metadata. sanitize_html: nbconvert bleaches text/html and text/markdown outputs and writes no
 # application/javascript or widget scripts.
-c.HTMLExporter.preprocessors = [SanitizeUntrustedHTML]
+# MarkdownMathToMathML then writes the formulas of Markdown cells as MathML, which browsers draw
+# with no script and no network (after the sanitiser, which would show that MathML as text).
+c.HTMLExporter.preprocessors = [SanitizeUntrustedHTML, MarkdownMathToMathML]
 c.HTMLExporter.sanitize_html = True
+# Templates: generate_feedback uses nbgrader's "feedback", the formgrader its "formgrade". Our folders
+# of the same names come first (both apps take this setting over their own) and put offline_page
+# between them and nbconvert's classic: its mathjax.html.j2 replaces the macro that loads MathJax from
+# a CDN with the page's styles (MathML, output lines that wrap). nbgrader's folder stays second.
+c.HTMLExporter.extra_template_basedirs = [
+    os.path.join(os.path.dirname(utils.grading.__file__), "templates"),
+    os.path.join(os.path.dirname(nbgrader.__file__), "server_extensions", "formgrader", "templates"),
+]
 
 # Loop-based student code (the deformable convolution in nested Python loops) takes seconds
 # per test cell; a runaway cell is interrupted after this many seconds.

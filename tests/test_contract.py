@@ -40,10 +40,9 @@ from utils.checks.adapters import to_numpy
 from utils.checks.compare import agrees
 from utils.checks.exercise import CaseMemo, Exercise, Produced, case_label, evaluate
 from utils.checks.feedback import NotImplementedYet, Report
-from utils.checks.registry import CHECK_MODULES, MODULE_OF_CHECK, check_function
+from utils.checks.registry import CHECK_MODULES, MODULE_OF_CHECK, check_function, checks_in
 from utils.checks.registry import exercise as find_exercise
 from utils.checks.seeding import grading_salt
-from utils.grading.trusted import checks_in
 from utils.instructor.course import REPO_ROOT
 from utils.instructor.solutions import NotebookSolutions, solution_region
 

@@ -9,6 +9,8 @@ test never runs:
   ``utils.attention.mha`` (ViT is built on that one attention implementation);
 * what runs in the student's kernel (``utils.grading.in_kernel``) imports the core, never nbgrader,
   the rest of ``utils.grading`` or the instructor tools;
+* the notebook helpers (``utils.notebook``: ``ready``, ``progress``) import the core and themselves
+  only, never torch (the NumPy notebooks call them);
 * what bubblewrap runs by path (``utils.grading.in_sandbox``) imports the standard library only;
 * nothing outside ``utils.instructor`` imports ``utils.instructor``;
 * there is no import cycle between modules.
@@ -65,8 +67,8 @@ def course_imports(module: str) -> set[str]:
 
 
 def layer_of(module: str) -> str:
-    for package in ("utils.checks", "utils.grading.in_kernel", "utils.grading.in_sandbox", "utils.grading",
-                    "utils.instructor", *ASSIGNMENTS):
+    for package in ("utils.checks", "utils.notebook", "utils.grading.in_kernel", "utils.grading.in_sandbox",
+                    "utils.grading", "utils.instructor", *ASSIGNMENTS):
         if inside(module, package):
             return package
     return module
@@ -97,6 +99,14 @@ def test_kernel_code_imports_no_grader(module):
         if inside(name, "utils.grading"):
             assert inside(name, "utils.grading.in_kernel"), f"{module} imports {name}"
         assert not inside(name, "utils.instructor"), f"{module} imports {name}"
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if inside(m, "utils.notebook")))
+def test_notebook_helpers_import_the_core_only(module):
+    for name in MODULES[module]:
+        if inside(name, "utils"):
+            assert inside(name, "utils.checks") or inside(name, "utils.notebook"), f"{module} imports {name}"
+        assert not inside(name, "torch") and not inside(name, "nbgrader"), f"{module} imports {name}"
 
 
 @pytest.mark.parametrize("module", sorted(m for m in MODULES if inside(m, "utils.grading.in_sandbox")))

@@ -359,7 +359,8 @@ def test_grading_sanitises_after_the_verdicts_and_before_the_scores_are_saved():
     assert order.index("SanitizeUntrustedHTML") == order.index("ApplyTrustedVerdicts") + 1
     assert order.index("SanitizeUntrustedHTML") > order.index("SandboxedExecute")
     assert order.index("SanitizeUntrustedHTML") < order.index("SaveAutoGrades")
-    assert _config_list("HTMLExporter.preprocessors") == ["SanitizeUntrustedHTML"]
+    # Sanitised first; the formulas' MathML is then built from allow-lists (markdown_math_to_mathml.py).
+    assert _config_list("HTMLExporter.preprocessors") == ["SanitizeUntrustedHTML", "MarkdownMathToMathML"]
     assert re.search(r"^c\.HTMLExporter\.sanitize_html = True$", (REPO_ROOT / "nbgrader_config.py").read_text(),
                      re.M)
 

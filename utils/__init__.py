@@ -7,11 +7,15 @@ case failed, where, and the likely mistake.
 
 ``from utils import check_deform_conv2d`` imports only the module of that
 assignment (torch itself is imported when a reference is first computed).
+
+``ready("name", ...)`` opens a demo cell that uses answers; ``progress()`` shows every exercise of
+the notebook with its points and its state (:mod:`utils.notebook`).
 """
 from utils.checks.feedback import CheckFailure, CheckResult, NotImplementedYet
 from utils.checks.registry import MODULE_OF_CHECK, check_function
+from utils.notebook import progress, ready
 
-__all__ = ["CheckFailure", "CheckResult", "NotImplementedYet", *sorted(MODULE_OF_CHECK)]
+__all__ = ["CheckFailure", "CheckResult", "NotImplementedYet", "progress", "ready", *sorted(MODULE_OF_CHECK)]
 
 
 def __getattr__(name: str):

@@ -45,6 +45,9 @@ README_SHOTS = {
     "student-deformable_conv-check-passed.png": "student-check-passed.png",
     "student-deformable_conv-validate.png": "student-validate.png",
     "instructor-formgrader-submissions-deformable_conv.png": "instructor-formgrader-submissions.png",
+    "student-failure-block.png": "student-failure-block.png",
+    "student-progress.png": "student-progress.png",
+    "student-assignment-list.png": "student-assignment-list.png",
 }
 
 

@@ -11,7 +11,7 @@ import re
 import pytest
 from IPython.core.formatters import DisplayFormatter
 
-from utils.checks.feedback import CheckFailure, CheckResult, Report, raise_failure
+from utils.checks.feedback import TEXT_WIDTH, CheckFailure, CheckResult, Report, raise_failure, wrapped
 from utils.checks.feedback import show as _show
 
 RESULT = CheckResult("deform_conv2d", "torchvision.ops.deform_conv2d", 6, 1.8e-15, "1e-05 + 0.0001·|expected|")
@@ -43,9 +43,11 @@ def test_a_failure_is_plain_text_and_its_html_is_escaped():
     assert "Δx <columns>" in message and "&lt;" not in message
     assert message.strip().splitlines()[0] == "✗ deform_conv2d does not match torchvision.ops.deform_conv2d"
     assert "Likely cause: your output equals the reference computed with Δy and Δx swapped" in message
-    # IPython's traceback of it: the exception's name, then the report's lines; none of our frames.
+    # IPython's traceback of it outside a notebook frontend: the exception's name, then the report's
+    # lines wrapped at spaces (Validate cuts longer lines); none of our frames.
     shown = info.value._render_traceback_()
-    assert "CheckFailure" in shown[0] and shown[1:] == REPORT.lines()
+    assert "CheckFailure" in shown[0] and shown[1:] == wrapped(REPORT.lines())
+    assert all(len(line) <= TEXT_WIDTH for line in shown[1:])
     page = info.value._repr_html_()
     assert "course-check-fail" in page and "&lt;columns&gt;" in page and "<columns>" not in page
 

@@ -26,7 +26,7 @@ import pytest
 from nbconvert.filters.markdown_mistune import markdown2html_mistune
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from utils.instructor.course import REPO_ROOT, nbgrader
+from utils.instructor.course import REPO_ROOT, nbgrader, nbgrader_metadata
 from utils.instructor.lab import Lab
 
 ASSIGNMENT = STEM = "untrusted_html"
@@ -68,23 +68,17 @@ display({{'application/vnd.jupyter.widget-view+json': {{'model_id': 'x', 'versio
 SETTLE_S = 2.0   # after a page has loaded, time for an onerror, a fetch and a write to happen
 
 
-def _meta(grade_id: str, solution: bool = False, locked: bool = False, points: float | None = None) -> dict:
-    meta = {"grade": points is not None, "grade_id": grade_id, "locked": locked, "schema_version": 3,
-            "solution": solution, "task": False}
-    if points is not None:
-        meta["points"] = points
-    return {"nbgrader": meta}
-
-
 def source_notebook():
     nb = new_notebook(metadata={"kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
                                 "language_info": {"name": "python"}})
     nb.cells = [
         new_markdown_cell("# Safe rendering\n\nShow something, then answer in words.",
-                          metadata=_meta("intro", locked=True)),
-        new_code_cell("### BEGIN SOLUTION\nprint('shown')\n### END SOLUTION", metadata=_meta("show", solution=True)),
-        new_markdown_cell("Why do residual connections help?", metadata=_meta("question", locked=True)),
-        new_markdown_cell("They keep gradients flowing.", metadata=_meta("written", solution=True, points=1.0)),
+                          metadata=nbgrader_metadata("intro", locked=True)),
+        new_code_cell("### BEGIN SOLUTION\nprint('shown')\n### END SOLUTION",
+                      metadata=nbgrader_metadata("show", solution=True)),
+        new_markdown_cell("Why do residual connections help?", metadata=nbgrader_metadata("question", locked=True)),
+        new_markdown_cell("They keep gradients flowing.",
+                          metadata=nbgrader_metadata("written", solution=True, points=1.0)),
     ]
     return nb
 

@@ -1,13 +1,68 @@
 """What a check tells the student: a passed result or a failure report.
 
-Both render as plain text (terminals, nbgrader's feedback HTML) and as HTML in
-JupyterLab. A failure is an ``AssertionError`` subclass so that nbgrader counts
-the test cell as failed; its message *is* the feedback.
+Both render as plain text (terminals, Validate, nbgrader's feedback HTML) and as HTML in
+JupyterLab. A failure is an ``AssertionError`` subclass so that nbgrader counts the test cell as
+failed; its message *is* the feedback.
+
+In a kernel that a notebook frontend started (JupyterLab sets ``JPY_SESSION_NAME``), a failure is
+shown as an HTML block and the exception that follows it prints one line; in every other kernel
+(Validate, autograde, nbval, a terminal) the exception's traceback is the whole report as plain
+text, wrapped at word boundaries to :data:`TEXT_WIDTH` columns.
 """
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import html
+import os
+import textwrap
 from dataclasses import dataclass, field
+
+# nbgrader's Validate cuts lines longer than its width (90) minus its indent; the report wraps first.
+TEXT_WIDTH = 80
+_QUIET = contextvars.ContextVar("course_checks_quiet", default=False)
+
+
+@contextlib.contextmanager
+def quiet():
+    """Run checks without showing anything (a pass is returned, a failure still raised): the progress
+    overview runs every check of a notebook and shows one table instead."""
+    token = _QUIET.set(True)
+    try:
+        yield
+    finally:
+        _QUIET.reset(token)
+
+
+def _ipython():
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return None
+    return get_ipython()
+
+
+def in_notebook_frontend() -> bool:
+    """Whether this kernel shows its outputs in a notebook frontend (JupyterLab, Notebook).
+
+    jupyter_server gives the kernels it starts for a notebook session ``JPY_SESSION_NAME``; the
+    kernels nbgrader's Validate, autograde and nbval start themselves do not have it.
+    """
+    return bool(os.environ.get("JPY_SESSION_NAME")) and _ipython() is not None
+
+
+def wrapped(lines: list[str], width: int = TEXT_WIDTH) -> list[str]:
+    """``lines`` wrapped at spaces to ``width`` columns, a continuation indented under its line's text.
+
+    A token (a number, an index) is never split, even when it alone is longer than ``width``.
+    """
+    out = []
+    for line in lines:
+        body = line.lstrip(" ")
+        indent = " " * (len(line) - len(body))
+        out.extend(textwrap.wrap(body, width=width, initial_indent=indent, subsequent_indent=indent + "  ",
+                                 break_long_words=False, break_on_hyphens=False) or [line])
+    return out
 
 
 @dataclass
@@ -39,25 +94,45 @@ class Report:
     def text(self) -> str:
         return "\n".join(self.lines())
 
-    def html(self) -> str:
-        parts = [f'<div class="course-check course-check-fail" '
-                 f'style="border-left:4px solid #c62828;padding:4px 10px;margin:2px 0">'
-                 f'<b style="color:#c62828">✗ {html.escape(self.headline)}</b>']
+    def html(self, kind: str = "fail") -> str:
+        """The report as a block of labelled rows; text wraps at spaces only, never inside a number."""
+        colour = COLOURS[kind]
+        rows = []
         if self.case:
-            parts.append(f"<div>{html.escape(self.case)}</div>")
-        if self.details:
-            parts.append("<pre style='margin:4px 0'>" +
-                         html.escape("\n".join(self.details)) + "</pre>")
-        if self.pattern:
-            parts.append("<div>" + html.escape(" ".join(self.pattern)) + "</div>")
+            label, _, rest = self.case.partition(": ")
+            rows.append(("Case", f"<b>{html.escape(label)}</b>: {html.escape(rest)}" if rest
+                         else html.escape(self.case)))
+        if self.details or self.pattern:
+            rows.append(("Where", "".join(f"<div>{html.escape(line)}</div>"
+                                          for line in self.details + self.pattern)))
         if self.likely_cause:
-            parts.append(f"<div><b>Likely cause:</b> {html.escape(self.likely_cause)}</div>")
+            rows.append(("Likely cause", html.escape(self.likely_cause)))
         if self.hint:
-            parts.append(f"<div><b>Hint:</b> {html.escape(self.hint)}</div>")
+            rows.append(("Hint", html.escape(self.hint)))
         if self.section:
-            parts.append(f"<div>See the notebook section “{html.escape(self.section)}”.</div>")
-        parts.append("</div>")
-        return "".join(parts)
+            rows.append(("Reread", f"the notebook section “{html.escape(self.section)}”"))
+        body = "".join(f'<tr><th style="{_LABEL_STYLE}">{label}</th><td style="{_VALUE_STYLE}">{value}</td></tr>'
+                       for label, value in rows)
+        headline = html.escape(self.headline_text(kind))
+        return (f'<div class="course-check course-check-{kind}" style="{_block_style(colour)}">'
+                f'<div style="color:{colour};font-weight:bold;margin-bottom:4px">{headline}</div>'
+                + (f'<table style="border-collapse:collapse;margin:0">{body}</table>' if body else "")
+                + "</div>")
+
+    def headline_text(self, kind: str = "fail") -> str:
+        return f"{'…' if kind == 'todo' else '✗'} {self.headline}"
+
+
+COLOURS = {"fail": "#c62828", "todo": "#8d6e00", "pass": "#2e7d32"}
+_WRAP = "white-space:normal;word-break:normal;overflow-wrap:normal"
+_LABEL_STYLE = ("text-align:left;vertical-align:top;padding:1px 12px 1px 0;white-space:nowrap;"
+                "font-weight:600;background:none;border:none")
+_VALUE_STYLE = f"text-align:left;vertical-align:top;padding:1px 0;{_WRAP};background:none;border:none"
+
+
+def _block_style(colour: str) -> str:
+    return (f"border-left:4px solid {colour};padding:6px 12px;margin:2px 0;font-family:var(--jp-ui-font-family,"
+            f"sans-serif);font-size:var(--jp-content-font-size1,14px);line-height:1.45;{_WRAP}")
 
 
 class CheckFailure(AssertionError):
@@ -67,20 +142,29 @@ class CheckFailure(AssertionError):
         self.report = report
         super().__init__("\n" + report.text())
 
+    kind = "fail"
+    shown = False                      # the HTML block is already in the cell's output
+
     def _repr_html_(self) -> str:
-        return self.report.html()
+        return self.report.html(self.kind)
 
     def _render_traceback_(self) -> list[str]:
-        """IPython's traceback of a failed check: the exception's name and the report, as plain text.
+        """IPython's traceback of a failed check: never the frames of this package.
 
-        The report already says where the student's code failed; the frames that raised are ours.
-        It is the same text nbgrader's feedback shows for a graded test cell.
+        After the HTML block (a notebook frontend), one line, so the report is not printed twice;
+        elsewhere the report as plain text wrapped at word boundaries, the same text nbgrader's
+        Validate and feedback show.
         """
-        return [f"\x1b[0;31m{type(self).__name__}\x1b[0m:", *self.report.lines()]
+        name = f"\x1b[0;31m{type(self).__name__}\x1b[0m"
+        if self.shown:
+            return [f"{name}: the check above failed (grading counts this cell as failed)."]
+        return [f"{name}:", *wrapped(self.report.lines())]
 
 
 class NotImplementedYet(CheckFailure):
     """The student's function still raises ``NotImplementedError``."""
+
+    kind = "todo"
 
 
 @dataclass
@@ -106,9 +190,9 @@ class CheckResult:
     def _repr_html_(self) -> str:
         """JupyterLab's view; ``text/plain`` (``repr``) stays the plain :meth:`text`."""
         cases = f"all {self.n_cases} cases" if self.n_cases != 1 else "its 1 case"
-        return (f'<div class="course-check course-check-pass" '
-                f'style="border-left:4px solid #2e7d32;padding:4px 10px;margin:2px 0">'
-                f'<b style="color:#2e7d32">✓ Passed:</b> <code>{html.escape(self.function)}</code> '
+        colour = COLOURS["pass"]
+        return (f'<div class="course-check course-check-pass" style="{_block_style(colour)}">'
+                f'<b style="color:{colour}">✓ Passed:</b> <code>{html.escape(self.function)}</code> '
                 f"matches {html.escape(self.reference)} on {cases}."
                 + ("</div>" if self.exact else
                    f'<div style="opacity:0.75;font-size:90%">Largest difference {self.max_abs_diff:.1e}, '
@@ -116,25 +200,34 @@ class CheckResult:
 
 
 def raise_failure(report: Report, kind: type[CheckFailure] = CheckFailure):
-    """Raise the failure with no chained exception, so the student sees the feedback, not our internals."""
+    """Raise the failure with no chained exception, so the student sees the feedback, not our internals.
+
+    In a notebook frontend the report is shown first as an HTML block (with its plain text for
+    viewers without HTML).
+    """
     error = kind(report)
     error.__suppress_context__ = True
+    if not _QUIET.get() and in_notebook_frontend():
+        _display({"text/plain": report.text(), "text/html": error._repr_html_()})
+        error.shown = True
     raise error
+
+
+def _display(bundle: dict) -> None:
+    from IPython.display import display
+    display(bundle, raw=True)
 
 
 def show(result: CheckResult) -> None:
     """Show a passed check: an HTML box in JupyterLab, the plain text everywhere else.
 
     The output carries both ``text/html`` and ``text/plain``, so a terminal, nbconvert's text
-    exports and nbgrader's feedback can fall back on the text. Failures are raised, never shown
-    here: their message is the plain-text traceback.
+    exports and nbgrader's feedback can fall back on the text. Failures are raised
+    (:func:`raise_failure`), never shown here.
     """
-    try:
-        from IPython import get_ipython
-        from IPython.display import display
-        if get_ipython() is not None:
-            display({"text/plain": result.text(), "text/html": result._repr_html_()}, raw=True)
-            return
-    except ImportError:
-        pass
+    if _QUIET.get():
+        return
+    if _ipython() is not None:
+        _display({"text/plain": result.text(), "text/html": result._repr_html_()})
+        return
     print(result.text())

@@ -2,6 +2,7 @@
 (and torch) only when one of its checks is used; and which notebook calls those checks."""
 from __future__ import annotations
 
+import ast
 import importlib
 from typing import NamedTuple
 
@@ -53,3 +54,21 @@ def exercise(check_name: str):
     if module is None:
         raise KeyError(f"no exercise is registered for {check_name!r}")
     return importlib.import_module(module).EXERCISES[check_name[len("check_"):]]
+
+
+def checks_in(source: str) -> list[tuple[str, str]]:
+    """``(check name, argument source)`` for each top-level ``check_<name>(<arg>, ...)`` call."""
+    try:
+        tree = ast.parse(source)
+    except SyntaxError:
+        return []
+    found = []
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                and node.func.id in MODULE_OF_CHECK and node.args):
+            found.append((node.func.id, ast.unparse(node.args[0])))
+    unique = []
+    for item in found:   # the visible and the hidden call check the same object once
+        if item not in unique:
+            unique.append(item)
+    return unique

@@ -32,7 +32,6 @@ from collections import OrderedDict
 from pathlib import Path
 
 from utils.checks.exercise import Case, CaseMemo
-from utils.checks.registry import MODULE_OF_CHECK
 from utils.checks.registry import exercise as find_exercise
 from utils.checks.seeding import grading_salt
 
@@ -57,24 +56,6 @@ def is_demo_cell(cell, marker: str = NOT_GRADED_MARKER) -> bool:
 def is_autograded_test(cell) -> bool:
     meta = cell.metadata.get("nbgrader", {})
     return bool(cell.cell_type == "code" and meta.get("grade") and not meta.get("solution"))
-
-
-def checks_in(source: str) -> list[tuple[str, str]]:
-    """``(check name, argument source)`` for each top-level ``check_<name>(<arg>, ...)`` call."""
-    try:
-        tree = ast.parse(source)
-    except SyntaxError:
-        return []
-    found = []
-    for node in ast.walk(tree):
-        if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
-                and node.func.id in MODULE_OF_CHECK and node.args):
-            found.append((node.func.id, ast.unparse(node.args[0])))
-    unique = []
-    for item in found:   # the visible and the hidden call check the same object once
-        if item not in unique:
-            unique.append(item)
-    return unique
 
 
 def student_definitions(nb) -> dict[str, ast.AST]:

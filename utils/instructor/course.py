@@ -51,6 +51,17 @@ def generate_release(root: Path = REPO_ROOT, names: list[str] | None = None) -> 
         nbgrader("generate_assignment", name, "--force", root=root)
 
 
+def nbgrader_metadata(grade_id: str, solution: bool = False, locked: bool = False,
+                      points: float | None = None) -> dict:
+    """A cell's ``metadata`` as nbgrader writes it: an answer (``solution``), a locked cell, or a graded one
+    (``points``)."""
+    meta = {"grade": points is not None, "grade_id": grade_id, "locked": locked, "schema_version": 3,
+            "solution": solution, "task": False}
+    if points is not None:
+        meta["points"] = points
+    return {"nbgrader": meta}
+
+
 def fill_solutions(release_nb, answers: dict[str, str]):
     """A copy of a release notebook whose solution cells hold ``answers`` (grade_id -> source)."""
     nb = nbformat.from_dict(json.loads(json.dumps(release_nb)))

@@ -2,6 +2,7 @@
 
     python -m utils.instructor.lab student [FOLDER]       # default: the current folder
     python -m utils.instructor.lab instructor [COURSE]    # default: the repository (course root)
+    python -m utils.instructor.lab configure              # once per environment (`make setup` does it)
 
 Options: ``--port N`` (default: a free port), ``--home DIR`` (keep JupyterLab's settings and
 workspaces there; default: a temporary folder removed on exit), and anything after ``--`` is
@@ -17,6 +18,10 @@ Each role is a Jupyter configuration folder in ``utils/instructor/jupyter/<role>
 * ``instructor``: every nbgrader plug-in; start it in the course root (the folder with
   ``nbgrader_config.py``) so that the formgrader reads the course's gradebook.
 
+``configure`` writes the student's configuration into the environment itself
+(``<sys.prefix>/etc/jupyter``), so that a plain ``jupyter lab`` in it is the student's JupyterLab
+too; the instructor role overrides it plug-in by plug-in.
+
 HOME, the Jupyter config, data and runtime folders, IPython's and matplotlib's folders all point
 into a private folder, so nothing of the machine's own Jupyter set-up leaks in; the server
 listens on 127.0.0.1 only, with a random token.
@@ -24,6 +29,7 @@ listens on 127.0.0.1 only, with a random token.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import secrets
 import shutil
@@ -51,10 +57,15 @@ _LAB_SETTINGS = {
 }
 
 
-def role_config_dir(role: str) -> Path:
-    if role not in ROLES:
+# Not a role of the command line: a plain `jupyter lab`, with the environment's own configuration only
+# (what `configure` wrote), for the tests of that path.
+PLAIN = "plain"
+
+
+def role_config_dir(role: str) -> Path | None:
+    if role not in (*ROLES, PLAIN):
         raise ValueError(f"role must be one of {ROLES}, not {role!r}")
-    return CONFIG_ROOT / role
+    return None if role == PLAIN else CONFIG_ROOT / role
 
 
 def lab_environment(role: str, home: Path) -> dict[str, str]:
@@ -84,7 +95,9 @@ def lab_environment(role: str, home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("JUPYTER", "IPYTHON", "PYTHONSTARTUP", "PYTHONUSERBASE"))}
     env.update({k: str(v) for k, v in dirs.items()})
-    env["JUPYTER_CONFIG_PATH"] = str(role_config_dir(role))
+    config_dir = role_config_dir(role)
+    if config_dir is not None:
+        env["JUPYTER_CONFIG_PATH"] = str(config_dir)
     env["JUPYTER_PATH"] = ""
     env["PYTHONNOUSERSITE"] = "1"
     env["PATH"] = os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", "")
@@ -181,7 +194,35 @@ class Lab:
         self.stop()
 
 
+def configure_environment(prefix: Path | str = sys.prefix) -> list[Path]:
+    """Make the student's configuration the environment's own; the files written.
+
+    The server extensions go in a file of their own in ``jupyter_server_config.d`` (it sorts after
+    nbgrader's, which enables every extension); ``labconfig/page_config.json`` is merged, keeping
+    what other packages disabled.
+    """
+    student, etc = role_config_dir("student"), Path(prefix) / "etc" / "jupyter"
+    written = []
+    for relative in ("jupyter_server_config.d/nbgrader_student.json", "nbgrader_config.py"):
+        target = etc / relative
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(student / relative, target)
+        written.append(target)
+    page_config = etc / "labconfig" / "page_config.json"
+    merged = json.loads(page_config.read_text()) if page_config.is_file() else {}
+    ours = json.loads((student / "labconfig" / "page_config.json").read_text())
+    merged.setdefault("disabledExtensions", {}).update(ours["disabledExtensions"])
+    page_config.parent.mkdir(parents=True, exist_ok=True)
+    page_config.write_text(json.dumps(merged, indent=2) + "\n")
+    written.append(page_config)
+    return written
+
+
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["configure"]:
+        for path in configure_environment():
+            print(f"wrote {path}")
+        return 0
     extra = []
     if "--" in argv:
         argv, extra = argv[:argv.index("--")], argv[argv.index("--") + 1:]

@@ -60,8 +60,7 @@ from pathlib import Path
 
 import nbformat
 
-from utils.checks.registry import CHECK_MODULES, MODULE_OF_CHECK, check_function
-from utils.grading.trusted import checks_in
+from utils.checks.registry import CHECK_MODULES, MODULE_OF_CHECK, check_function, checks_in
 
 from .course import REPO_ROOT
 from .solutions import NotebookSolutions, solution_code

@@ -15,12 +15,12 @@ from nbgrader.coursedir import CourseDirectory
 from nbgrader.preprocessors import NbGraderPreprocessor
 from traitlets import Unicode
 
+from utils.checks.registry import checks_in
 from utils.grading.trusted import (
     HIDDEN_CASES,
     NOT_GRADED_MARKER,
     TRUSTED_KEY,
     cell_salt,
-    checks_in,
     course_secret,
     is_autograded_test,
     is_demo_cell,
