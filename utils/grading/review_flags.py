@@ -46,7 +46,7 @@ RULES = {
     "introspection": "inspects the interpreter's objects or frames (gc, frames, __globals__, __code__, ...)",
     "module-tampering": "changes or reads the table of imported modules (sys.modules, import hooks)",
     "dynamic-import": "imports modules by a computed name (importlib, __import__)",
-    "course-internals": "imports the course's checking code beyond the check_* functions",
+    "course-internals": "imports the course's checking code beyond the check_* functions, ready and progress",
     "grading-files": "refers to the grader's files (.grading, the inputs, the secret, compiled course code)",
     "reads-pickles": "reads pickled data (the grading inputs are pickled)",
     "file-listing": "lists the files of a folder",
@@ -199,6 +199,15 @@ class _Aliases:
         return name in self.names
 
 
+# What a notebook imports from utils besides its checks (utils/notebook/): a demo cell's guard, the overview.
+NOTEBOOK_HELPERS = ("ready", "progress")
+
+
+def _notebook_name(name: str) -> bool:
+    """A name of ``utils`` that notebooks use: a ``check_*`` function or a notebook helper."""
+    return name.startswith("check_") or name in NOTEBOOK_HELPERS
+
+
 def _under(name: str, prefix: str) -> bool:
     return name == prefix or name.startswith(prefix + ".")
 
@@ -303,7 +312,7 @@ class _Scanner:
                 for alias in node.names:
                     full = f"{module}.{alias.name}"
                     rules.append(_rule_of_module(full))
-                    if _under(module, "utils") and not (module == "utils" and alias.name.startswith("check_")):
+                    if _under(module, "utils") and not (module == "utils" and _notebook_name(alias.name)):
                         rules.append("course-internals")
                     if alias.name in forbidden:
                         rules.append("forbidden-api")
@@ -334,7 +343,7 @@ class _Scanner:
         if dotted:
             rules.append(_rule_of_name(dotted))
             parts = dotted.split(".")
-            if parts[0] == "utils" and self.aliases.is_module("utils") and not parts[1].startswith("check_"):
+            if parts[0] == "utils" and self.aliases.is_module("utils") and not _notebook_name(parts[1]):
                 rules.append("course-internals")   # import utils; utils.checks.registry...
         if node.attr in forbidden:
             rules.append("forbidden-api")
