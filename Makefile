@@ -39,7 +39,7 @@ $(STAMP): pyproject.toml
 release: setup
 	$(PY) -m utils.instructor.release
 
-## The main job: release, sample submissions, autograde, feedback, export, score table.
+## The main job: release, sample submissions, parallel grading (feedback, export), class report, score table.
 demo: setup
 	$(PY) -m utils.instructor.demo
 

@@ -5,13 +5,14 @@ Run every nbgrader command from this folder (the course root).
 import os
 
 import nbgrader
-from nbconvert.preprocessors import ClearMetadataPreprocessor
+from nbconvert.preprocessors import ClearMetadataPreprocessor, CSSHTMLHeaderPreprocessor
 from nbgrader.converters import GenerateAssignment
 from nbgrader.preprocessors import (
     AssignLatePenalties,
     CheckCellMetadata,
     ClearOutput,
     DeduplicateIds,
+    GetGrades,
     IgnorePattern,
     LimitOutput,
     OverwriteKernelspec,
@@ -24,6 +25,7 @@ from utils.grading.gradebook import sqlite_gradebook_url
 from utils.grading.preprocessors import (
     ApplyTrustedVerdicts,
     ContinueAfterErrors,
+    FeedbackGrades,
     FilterHarmlessStderr,
     MarkdownMathToMathML,
     OverwriteCellsInPlace,
@@ -32,6 +34,7 @@ from utils.grading.preprocessors import (
     SandboxedExecute,
     SanitizeUntrustedHTML,
 )
+from utils.grading.rubric import RubricForGraders
 
 c = get_config()  # provided by nbgrader
 
@@ -96,14 +99,25 @@ c.ClearMetadataPreprocessor.preserve_nb_metadata_mask = {("language_info", "name
 # with no script and no network (after the sanitiser, which would show that MathML as text).
 c.HTMLExporter.preprocessors = [SanitizeUntrustedHTML, MarkdownMathToMathML]
 c.HTMLExporter.sanitize_html = True
-# Templates: generate_feedback uses nbgrader's "feedback", the formgrader its "formgrade". Our folders
-# of the same names come first (both apps take this setting over their own) and put offline_page
-# between them and nbconvert's classic: its mathjax.html.j2 replaces the macro that loads MathJax from
-# a CDN with the page's styles (MathML, output lines that wrap). nbgrader's folder stays second.
+# Templates: generate_feedback uses the template "feedback", the formgrader "formgrade". Our folders
+# of the same names come first (both apps take this setting over their own; feedback/index.html.j2 is
+# the course's own page) and put offline_page between them and nbconvert's classic: its mathjax.html.j2
+# replaces the macro that loads MathJax from a CDN with the page's styles (MathML, output lines that
+# wrap). nbgrader's folder stays second.
+NBGRADER_TEMPLATES = os.path.join(os.path.dirname(nbgrader.__file__), "server_extensions", "formgrader", "templates")
 c.HTMLExporter.extra_template_basedirs = [
     os.path.join(os.path.dirname(utils.grading.__file__), "templates"),
-    os.path.join(os.path.dirname(nbgrader.__file__), "server_extensions", "formgrader", "templates"),
+    NBGRADER_TEMPLATES,
 ]
+# The formgrader's page is nbgrader's (reached as 'formgrade/index.html.j2' from this path) with, above each
+# manually graded cell's grading box, the rubric and model answer of the course's source notebook (graders
+# only: utils/grading/rubric.py; the feedback template never calls the filter, and it refuses feedback pages).
+c.HTMLExporter.extra_template_paths = [NBGRADER_TEMPLATES]
+c.HTMLExporter.filters = {"rubric_for_graders": RubricForGraders(ROOT)}
+# The feedback page (templates/feedback, the course's own) reads a grade still to be given by hand as
+# "pending", totals "x / y, plus z points pending", and carries the fingerprint of the grades it was made
+# from, for `python -m utils.instructor.feedback ASSIGNMENT` (regenerates the pages whose grades changed).
+c.GenerateFeedback.preprocessors = [GetGrades, CSSHTMLHeaderPreprocessor, FeedbackGrades]
 
 # Loop-based student code (the deformable convolution in nested Python loops) takes seconds
 # per test cell; a runaway cell is interrupted after this many seconds.

@@ -2,7 +2,8 @@
 
 ``graded_course`` copies the course into a temporary root and runs the whole demo
 there once per test session (release, sample submissions, autograde, feedback,
-export), so the nbgrader, browser and export tests all look at one graded course.
+export, class report) with nbgrader's own commands in sequence (``make demo`` uses the
+parallel grader), so the nbgrader, browser and export tests all look at one graded course.
 Set ``COURSE_TEST_ASSIGNMENTS=deformable_conv,rnn`` to grade only some assignments
 while developing. The tests grade the first sample mistake of each notebook
 (``COURSE_TEST_MISTAKES``, default 1; every mistake's diagnosis is also tested
@@ -26,6 +27,7 @@ class GradedCourse:
     root: Path
     names: list[str]
     outcomes: list[demo.Outcome]
+    report: Path                 # the class report's page
 
 
 def copy_course(root: Path) -> Path:
@@ -41,7 +43,8 @@ def graded_course(tmp_path_factory) -> GradedCourse:
     wanted = os.environ.get("COURSE_TEST_ASSIGNMENTS")
     names = [n for n in wanted.split(",") if n] if wanted else assignments(root)
     per_notebook = int(os.environ.get("COURSE_TEST_MISTAKES", "1"))
-    return GradedCourse(root, names, demo.run(root, names, per_notebook))
+    graded = demo.run(root, names, per_notebook, parallel=False)   # nbgrader's own commands, in sequence
+    return GradedCourse(root, names, graded.outcomes, graded.report.html_path)
 
 
 @pytest.fixture(scope="module")

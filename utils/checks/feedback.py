@@ -65,6 +65,12 @@ def wrapped(lines: list[str], width: int = TEXT_WIDTH) -> list[str]:
     return out
 
 
+# What a failure report says beyond "it differs": a catalogued mistake named, the difference described
+# (where and what kind, utils.checks.characterise), a rule of the notebook quoted, an answer still the stub,
+# a library call in a from-scratch answer, the error the code raised, or only the values / shape.
+DIAGNOSES = ("named", "described", "rule", "not implemented", "from scratch", "raised", "values")
+
+
 @dataclass
 class Report:
     """The parts of a failure message, in the order a student reads them."""
@@ -77,6 +83,22 @@ class Report:
     likely_cause: str = ""             # a named mistake, when one matched
     hint: str = ""
     section: str = ""                  # the notebook section to reread ("2.1 The LSTM cell")
+
+    def diagnosis(self) -> str:
+        """What the report tells beyond "it differs", one of :data:`DIAGNOSES`."""
+        if self.likely_cause:
+            return "named"
+        if self.pattern:
+            return "described"
+        if "breaks a rule" in self.headline:
+            return "rule"
+        if self.headline.endswith("not implemented yet"):
+            return "not implemented"
+        if "must be written from scratch" in self.headline:
+            return "from scratch"
+        if self.headline.endswith("raised an error"):
+            return "raised"
+        return "values"
 
     def lines(self) -> list[str]:
         out = [f"✗ {self.headline}"]

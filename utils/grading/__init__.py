@@ -19,7 +19,9 @@
     submission's status (graded, or failed and why), through the Autograde converter nbgrader runs;
   - :mod:`~utils.grading.gradebook`: the course's gradebook URL;
   - :mod:`~utils.grading.review_flags`: submitted code an instructor should review (routes around
-    the from-scratch rule, reads of grading files), with the line as evidence.
+    the from-scratch rule, reads of grading files), with the line as evidence;
+  - :mod:`~utils.grading.rubric`: the rubric and model answer of a written question, shown to graders
+    in the formgrader and never in feedback; ``templates/``: the feedback and formgrader pages.
 * :mod:`utils.grading.in_kernel` — imported inside the student's (sandboxed) kernel: it runs the
   student's functions on the grading inputs and records the outputs. It may import the check core
   and numpy, never nbgrader and never the course secret.

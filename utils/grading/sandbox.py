@@ -31,12 +31,13 @@ IN_SANDBOX_DIR = Path(__file__).resolve().parent / "in_sandbox"   # run there by
 # copies of it, home folders, other students) is absent inside the sandbox.
 SYSTEM_DIRS = ("/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/etc")
 
-# The kernel's environment inside the sandbox; JPY_PARENT_PID is removed because in the new PID
-# namespace the kernel's parent is bwrap's init, which ipykernel would take for "parent exited"
-# (--die-with-parent already ends the kernel with nbgrader).
+# The kernel's environment inside the sandbox. JPY_PARENT_PID=1: in the new PID namespace the kernel's
+# parent is bwrap's init (PID 1), and nbgrader's PID means nothing there. ipykernel does not poll a
+# parent with PID 1 (--die-with-parent already ends the kernel with nbgrader), and a kernel that has a
+# parent does not print the "Ctrl-C will not work … To connect another client" banner meant for a
+# kernel started by hand in a terminal.
 KERNEL_ENV = {"HOME": "/tmp", "MPLCONFIGDIR": "/tmp/matplotlib", "IPYTHONDIR": "/tmp/ipython",
-              "PYTHONDONTWRITEBYTECODE": "1"}
-KERNEL_ENV_REMOVED = ("JPY_PARENT_PID",)
+              "PYTHONDONTWRITEBYTECODE": "1", "JPY_PARENT_PID": "1"}
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,7 @@ def kernel_env(env: dict[str, str]) -> dict[str, str]:
     the very check package the grader runs, wherever the environment was installed from (a course
     folder copied for a new term, a checkout apart from the course folder).
     """
-    out = {k: v for k, v in env.items() if k not in KERNEL_ENV_REMOVED}
+    out = dict(env)
     out.update(KERNEL_ENV)
     out["PYTHONPATH"] = os.pathsep.join([str(PACKAGE_DIR.parent)] + [p for p in env.get("PYTHONPATH", "").split(
         os.pathsep) if p and p != str(PACKAGE_DIR.parent)])
@@ -151,8 +152,6 @@ def sandbox_args(bwrap: str, writable: list[str], blocked_modules: list[str], no
         path = str(Path(path).resolve())
         args += ["--bind", path, path]
     args += _blocked_module_args(blocked_modules, notebook, stub_dir)
-    for key in KERNEL_ENV_REMOVED:
-        args += ["--unsetenv", key]
     for key, value in KERNEL_ENV.items():
         args += ["--setenv", key, value]
     args += ["--setenv", "PYTHONPATH", kernel_env(dict(os.environ))["PYTHONPATH"]]

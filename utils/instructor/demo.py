@@ -1,12 +1,16 @@
-"""The main job: the whole nbgrader cycle on sample submissions, then a score table.
+"""The main job: the whole nbgrader cycle on sample submissions, then a score table and the class report.
 
-    python -m utils.instructor.demo [assignment ...]
+    python -m utils.instructor.demo [assignment ...] [--sequential]
 
 1. regenerate release/ from source/ (nbgrader generate_assignment);
 2. write submitted/<student>/<assignment>/: the instructor solution, the untouched
    release, and one submission per typical mistake (utils/instructor/samples/);
-3. nbgrader autograde, generate_feedback and export (grades.csv);
-4. print a per-student score table from the gradebook and check what each sample
+3. grade them with the course's parallel grader (utils/instructor/parallel.py: autograde,
+   feedback and export on a local Dask cluster); with ``--sequential``, with nbgrader's own
+   commands one after the other (``nbgrader autograde``, ``generate_feedback``, ``export``),
+   which the end-to-end tests use;
+4. write the class report (utils/instructor/class_report.py) to reports/class_report.html;
+5. print a per-student score table from the gradebook and check what each sample
    must get: the solution full marks, the untouched release 0, each mistake a partial
    score whose feedback names the mistake.
 """
@@ -68,14 +72,13 @@ def judge(root: Path, assignment: str, built: dict[str, SampleMistake | None]) -
     return outcomes
 
 
-def grade(assignment: str, root: Path = REPO_ROOT, mistakes_per_notebook: int | None = None) -> list[Outcome]:
-    built = build_submissions(assignment, root, mistakes_per_notebook)
+def grade_sequentially(assignment: str, root: Path = REPO_ROOT) -> None:
+    """nbgrader's own commands, one after the other, for every submission of ``assignment``."""
     proc = nbgrader("autograde", assignment, "--force", root=root, check=False)
     if proc.returncode != 0:
         errors = [line for line in (proc.stdout + proc.stderr).splitlines() if "ERROR" in line]
         print("  nbgrader autograde reported errors:\n  " + "\n  ".join(errors[-10:]), flush=True)
     nbgrader("generate_feedback", assignment, "--force", root=root)
-    return judge(root, assignment, built)
 
 
 def print_table(outcomes: list[Outcome]) -> None:
@@ -89,32 +92,53 @@ def print_table(outcomes: list[Outcome]) -> None:
               f"{mark} {o.expectation}")
 
 
-def run(root: Path, names: list[str], mistakes_per_notebook: int | None = None) -> list[Outcome]:
-    """Release, sample submissions, autograde, feedback and export for ``names``.
+@dataclass
+class DemoRun:
+    outcomes: list[Outcome]
+    report: object                # the class report (utils.instructor.class_report.ReportResult)
+    failures: dict[tuple[str, str], str]   # (student, assignment) -> why it could not be graded
+
+
+def run(root: Path, names: list[str], mistakes_per_notebook: int | None = None, parallel: bool = True) -> DemoRun:
+    """Release, sample submissions, grading (feedback and export included) and the class report for ``names``.
 
     ``mistakes_per_notebook`` limits the sample mistakes (all of them by default).
     """
     print(f"Regenerating release/ for {', '.join(names)} ...", flush=True)
     generate_release(root, names)
-    outcomes = []
-    for name in names:
-        n_notebooks = len(notebooks(name, root))
-        print(f"Autograding {name} ({n_notebooks} notebook{'s' if n_notebooks != 1 else ''}) ...", flush=True)
-        outcomes += grade(name, root, mistakes_per_notebook)
-    nbgrader("export", root=root)
-    return outcomes
+    built = {name: build_submissions(name, root, mistakes_per_notebook) for name in names}
+    failures: dict[tuple[str, str], str] = {}
+    if parallel:
+        from .parallel import grade as grade_in_parallel
+        from .parallel import grading_failures
+        failures = grading_failures(grade_in_parallel(root, names, export_to=str(root / "grades.csv")))
+    else:
+        for name in names:
+            n_notebooks = len(notebooks(name, root))
+            print(f"Autograding {name} ({n_notebooks} notebook{'s' if n_notebooks != 1 else ''}) ...", flush=True)
+            grade_sequentially(name, root)
+        nbgrader("export", root=root)
+    outcomes = [o for name in names for o in judge(root, name, built[name])]
+    from .class_report import build_report
+    report = build_report(root, names, failures=failures)
+    return DemoRun(outcomes, report, failures)
 
 
 def main(argv: list[str]) -> int:
     root = REPO_ROOT
+    sequential = "--sequential" in argv
+    names = [a for a in argv if a != "--sequential"] or assignments(root)
     start = time.perf_counter()
-    outcomes = run(root, argv or assignments(root))
+    demo = run(root, names, parallel=not sequential)
+    outcomes = demo.outcomes
     print(f"\nScores from the gradebook ({root / 'gradebook.db'}); grades exported to grades.csv; "
           f"feedback in feedback/<student>/<assignment>/.\n")
     print_table(outcomes)
     failed = [o for o in outcomes if not o.met]
     print(f"\n{len(outcomes) - len(failed)} of {len(outcomes)} submissions graded as expected "
           f"in {time.perf_counter() - start:.0f} s.")
+    from .class_report import summary_lines
+    print("\n".join(summary_lines(demo.report)))
     return 1 if failed else 0
 
 

@@ -93,25 +93,18 @@ class Outcome:
     diagnosis: str = ""   # for a killed mutant: one of DIAGNOSES, what the student would be told
 
 
-# What a killed mutant's feedback says beyond "it differs": a catalogued mistake named, the difference described
-# (where and what kind, utils.checks.characterise), a rule of the notebook quoted, the error the code raised,
-# or only the values / shape.
+# What a killed mutant's feedback says beyond "it differs" (Report.diagnosis, utils/checks/feedback.py), in
+# five groups: a stub left by a mutant counts as an error raised, a library call as values only.
 DIAGNOSES = ("named", "described", "rule", "raised", "values")
+_GROUP = {"not implemented": "raised", "from scratch": "values"}
 
 
 def diagnosis_of(error: AssertionError) -> str:
     report = getattr(error, "report", None)
     if report is None:
         return "values"
-    if report.likely_cause:
-        return "named"
-    if getattr(report, "pattern", None):
-        return "described"
-    if "breaks a rule" in report.headline:
-        return "rule"
-    if report.headline.endswith("raised an error") or report.headline.endswith("not implemented yet"):
-        return "raised"
-    return "values"
+    kind = report.diagnosis()
+    return _GROUP.get(kind, kind)
 
 
 # --------------------------------------------------------------------------- the cell, its region and offsets

@@ -8,7 +8,7 @@
         [--db-url URL]           gradebook (default: nbgrader_config.py), e.g. postgresql://user@host/db
         [--root DIR]             course root (default: the current folder, like nbgrader)
         [--cold-kernels]         start every kernel anew, as nbgrader does (default: warm kernels)
-        [--no-feedback] [--no-export] [--to grades.csv] [--timings FILE.json]
+        [--no-feedback] [--no-export] [--no-report] [--to grades.csv] [--timings FILE.json] [--verbose]
 
 Run it from the course root, as nbgrader. For each assignment it does what
 ``nbgrader autograde <a> --force``, ``nbgrader generate_feedback <a> --force`` and
@@ -28,10 +28,14 @@ are those of the sequential commands. What changes:
   it stops with the reason and exit status 2, and no student is graded;
 * a student whose submission breaks grading is retried once for a locked database, then
   reported at the end, and never stops the batch (nbgrader itself aborts on some errors);
-* the batch ends with a table of every student's notebooks, graded or FAILED and why, as
-  ``nbgrader autograde`` ends (utils/grading/batch_report.py): a kernel that stopped before the end,
-  or a notebook whose test cells all recorded nothing (the signature of a grading problem, not of
-  an answer), counts as failed; the exit status is 1 when any student could not be graded;
+* the batch prints a progress bar, then one line, then one line per submission that needs a person
+  and nothing for the others: a submission that could not be graded (utils/grading/batch_report.py:
+  a kernel that stopped before the end, or a notebook whose test cells all recorded nothing, the
+  signature of a grading problem, not of an answer) and one flagged for review; ``--verbose`` adds
+  every student's status table and the timings; the exit status is 1 when any student could not be
+  graded;
+* then it writes the class report (utils/instructor/class_report.py: what the class got wrong, per
+  exercise, and who to look at) to reports/class_report.html and prints its path and the top mistakes;
 * the gradebook is prepared before the shards start (tables, course, students), so concurrent
   shards only write their own submissions: SQLite (``?timeout=60``, writers wait) for one
   machine, PostgreSQL through ``--db-url`` / ``CourseDirectory.db_url`` for many graders.
@@ -363,26 +367,61 @@ def status_rows(result: StudentResult) -> list:
     return rows or [NotebookStatus(result.student, result.assignment, "", True)]
 
 
-def report(results: list[StudentResult], seconds: float, out=sys.stdout) -> int:
-    """Print the batch's timings, the status table and the failures; the exit status (1 when any failed)."""
+def grading_failures(results: list[StudentResult]) -> dict[tuple[str, str], str]:
+    """(student, assignment) -> the last line of why it could not be graded, for the class report."""
+    return {(r.student, r.assignment): (r.error.strip().splitlines() or ["unknown error"])[-1]
+            for r in results if not r.ok}
+
+
+def flagged_students(root: Path, assignments: list[str]) -> dict[tuple[str, str], list[str]]:
+    """(student, assignment) -> the rules of the review flags in the student's graded notebooks."""
+    from .review_flags import collect
+    flagged: dict[tuple[str, str], list[str]] = {}
+    for assignment in assignments:
+        for flag in collect(root, assignment)[0]:
+            flagged.setdefault((flag.student, assignment), []).append(flag.rule)
+    return flagged
+
+
+def attention_lines(results: list[StudentResult], flagged: dict[tuple[str, str], list[str]]) -> list[str]:
+    """One line per submission that needs a person: could not be graded, or flagged for review."""
+    from .review_flags import _printable
+    lines = []
+    for r in results:
+        who = f"{_printable(r.student)}/{r.assignment}"
+        if not r.ok:
+            why = r.error.strip().splitlines()
+            lines.append(f"✗ {who}: not graded: {_printable((why[-1] if why else 'unknown error')[:300])}")
+        rules = flagged.get((r.student, r.assignment))
+        if rules:
+            lines.append(f"⚑ {who}: flagged for review ({len(rules)} flag{'s' if len(rules) != 1 else ''}: "
+                         f"{', '.join(sorted(set(rules)))}); `python -m utils.instructor.review_flags "
+                         f"{r.assignment}` shows the lines")
+    return lines
+
+
+def report(results: list[StudentResult], seconds: float, out=sys.stdout, root: Path | None = None,
+           verbose: bool = False) -> int:
+    """Print one line for the batch and one per submission that needs attention (nothing for the others);
+    with ``verbose`` also the timings and every student's status. The exit status: 1 when any failed."""
     from utils.grading.batch_report import format_table
     ok = [r for r in results if r.ok]
     failed = [r for r in results if not r.ok]
     print(f"\nGraded {len(ok)} of {len(results)} submissions in {seconds:.1f} s"
           + (f" ({seconds / len(results):.2f} s per submission)" if results else "") + ".", file=out)
-    for assignment, s in startup_summary(results).items():
-        print(f"  {assignment}: per notebook {s['kernel_start']:.2f} s to start the kernel, "
-              f"{s['before_first_test']:.2f} s before the first test, {s['total']:.2f} s in all "
-              f"({s['notebooks']:g} notebooks, {s['warm']:g} with a warm kernel)", file=out)
-    if results:
-        print("\nGrading status:\n" + format_table([row for r in results for row in status_rows(r)]), file=out)
-    if failed:
-        print(f"\n{len(failed)} submission(s) could not be graded:", file=out)
+    flagged = flagged_students(root, sorted({r.assignment for r in results})) if root is not None else {}
+    for line in attention_lines(results, flagged):
+        print(f"  {line}", file=out)
+    if verbose:
+        for assignment, s in startup_summary(results).items():
+            print(f"  {assignment}: per notebook {s['kernel_start']:.2f} s to start the kernel, "
+                  f"{s['before_first_test']:.2f} s before the first test, {s['total']:.2f} s in all "
+                  f"({s['notebooks']:g} notebooks, {s['warm']:g} with a warm kernel)", file=out)
+        if results:
+            print("\nGrading status:\n" + format_table([row for r in results for row in status_rows(r)]), file=out)
         for r in failed:
-            first = r.error.strip().splitlines()
-            print(f"  ✗ {r.student}/{r.assignment}: {(first[-1] if first else 'unknown error')[:300]}", file=out)
-            for line in first[:-1][-8:]:
-                print(f"      {line[:300]}", file=out)
+            for line in r.error.strip().splitlines()[:-1][-8:]:
+                print(f"      {r.student}/{r.assignment}: {line[:300]}", file=out)
     return 1 if failed else 0
 
 
@@ -406,6 +445,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--to", default="grades.csv", help="CSV file of the export (default grades.csv)")
     parser.add_argument("--timings", default=None, help="write per-student results and timings to this JSON file")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--no-report", action="store_true",
+                        help="skip the class report (reports/class_report.html, utils/instructor/class_report.py)")
+    parser.add_argument("--verbose", action="store_true",
+                        help="also print the timings and every student's grading status")
     args = parser.parse_args(argv)
     root = Path(args.root).resolve()
     if not (root / "nbgrader_config.py").is_file():
@@ -424,7 +467,12 @@ def main(argv: list[str] | None = None) -> int:
     seconds = time.perf_counter() - start
     if args.timings:
         Path(args.timings).write_text(json.dumps([asdict(r) for r in results], indent=1))
-    return report(results, seconds)
+    status = report(results, seconds, root=root, verbose=args.verbose)
+    if not args.no_report and results:
+        from .class_report import build_report, summary_lines
+        report_result = build_report(root, args.assignments, db_url=args.db_url, failures=grading_failures(results))
+        print("\n".join(summary_lines(report_result)))
+    return status
 
 
 if __name__ == "__main__":

@@ -17,18 +17,22 @@ from pathlib import Path
 
 import nbformat
 
+from utils.grading.rubric import MARK_SCHEME
+
 SOLUTION_BLOCK = re.compile(r"^[ \t]*### BEGIN SOLUTION[ \t]*\n(.*?)^[ \t]*### END SOLUTION[ \t]*\n?",
                             re.DOTALL | re.MULTILINE)
 
 
 def solution_code(cell_source: str) -> str:
-    """The instructor's answer: the cell with the BEGIN/END SOLUTION marker lines removed."""
-    return SOLUTION_BLOCK.sub(lambda m: m.group(1), cell_source)
+    """The instructor's answer: the cell with the BEGIN/END SOLUTION marker lines and the graders' mark
+    scheme (rubric) removed."""
+    return MARK_SCHEME.sub("", SOLUTION_BLOCK.sub(lambda m: m.group(1), cell_source))
 
 
 def solution_region(cell_source: str) -> str:
-    """What a student writes: the text between the BEGIN/END SOLUTION markers of a cell."""
-    return "".join(SOLUTION_BLOCK.findall(cell_source))
+    """What a student writes: the text between the BEGIN/END SOLUTION markers of a cell, without the
+    graders' mark scheme."""
+    return MARK_SCHEME.sub("", "".join(SOLUTION_BLOCK.findall(cell_source)))
 
 
 def solution_cells(source_notebook: Path) -> dict[str, str]:

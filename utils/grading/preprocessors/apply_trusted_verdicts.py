@@ -33,10 +33,26 @@ from utils.grading.trusted import (
     student_definitions,
 )
 
+# cell.metadata[VERDICTS_KEY] of each graded test cell: one entry per check, for the class report
+# (utils/instructor/class_report.py). Written here only; any such metadata of a submission is dropped first.
+VERDICTS_KEY = "course_verdicts"
+
 
 def _error_output(report: Report) -> NotebookNode:
     return NotebookNode(output_type="error", ename="CheckFailure", evalue=report.headline,
                         traceback=report.lines())
+
+
+def _failure(report: Report) -> tuple[NotebookNode, Report]:
+    return _error_output(report), report
+
+
+def _verdict(check_name: str, report: Report | None) -> dict:
+    """What the class report needs of one check's verdict: passed, or how it failed and with which mistake."""
+    if report is None:
+        return {"check": check_name, "passed": True}
+    return {"check": check_name, "passed": False, "diagnosis": report.diagnosis(), "cause": report.likely_cause,
+            "headline": report.headline, "case": report.case}
 
 
 def _stdout(text: str) -> NotebookNode:
@@ -65,6 +81,8 @@ class ApplyTrustedVerdicts(NbGraderPreprocessor):
         for index, source in trusted["skipped"].items():
             nb.cells[index].source = source
             nb.cells[index].outputs = []
+        for cell in nb.cells:
+            cell.metadata.pop(VERDICTS_KEY, None)   # only the grader's verdicts may stand there
         definitions = student_definitions(nb)
         kernel_outputs = {}
         for cell in nb.cells:   # the sources first: the review reads the notebook as the student wrote it
@@ -81,7 +99,11 @@ class ApplyTrustedVerdicts(NbGraderPreprocessor):
             checks = trusted["cells"][cell_id]["checks"]
             salt = cell_salt(trusted["secret"], trusted["student"], cell_id)
             with grading_salt(salt):
-                cell.outputs = self.verdicts(folder, cell_id, checks, kernel_outputs[cell_id], definitions, salt)
+                judged = self.verdicts(folder, cell_id, checks, kernel_outputs[cell_id], definitions, salt)
+            names = checks if len(judged) == len(checks) else [", ".join(checks)] * len(judged)
+            cell.metadata[VERDICTS_KEY] = [_verdict(name, report)
+                                           for name, (_, report) in zip(names, judged, strict=True)]
+            cell.outputs = [output for output, _ in judged]
             cell_functions = {find_exercise(name).function for name in checks}
             review = review_text([flag for f in sorted(cell_functions) for flag in flags_for(flags, f)])
             if not functions:   # the first graded cell also shows what no exercise of the notebook owns
@@ -107,16 +129,17 @@ class ApplyTrustedVerdicts(NbGraderPreprocessor):
         return flag_submission(nb, student=student, notebook=f"{assignment}/{notebook}", source_notebook=source)
 
     def verdicts(self, folder: Path, cell_id: str, check_names: list[str], kernel_outputs,
-                 definitions: dict[str, ast.AST], salt: str) -> list[NotebookNode]:
-        """One output per check of the cell: its verdict on the hidden cases drawn with ``salt``."""
+                 definitions: dict[str, ast.AST], salt: str) -> list[tuple[NotebookNode, Report | None]]:
+        """One ``(output, failure report or None)`` per check of the cell: its verdict on the hidden cases
+        drawn with ``salt`` (one for the whole cell when nothing could be read)."""
         try:
             recorded = load_recorded(folder, cell_id, check_names, self.max_output_bytes)
         except Exception as exc:   # anything unreadable is the submission's problem
-            return [_error_output(Report(headline="the outputs of this test could not be read",
-                                         details=[str(exc)[:300]]))]
+            return [_failure(Report(headline="the outputs of this test could not be read",
+                                    details=[str(exc)[:300]]))]
         if recorded is None:
             why = _kernel_error_summary(kernel_outputs)
-            return [_error_output(Report(
+            return [_failure(Report(
                 headline="this test did not run to the end, so no answer could be graded",
                 details=[why] if why else [],
                 hint="run your notebook from top to bottom (Kernel → Restart and Run All); every cell "
@@ -125,20 +148,20 @@ class ApplyTrustedVerdicts(NbGraderPreprocessor):
         for check_name, check in zip(check_names, recorded, strict=True):
             exercise = find_exercise(check_name)
             if check.entry is None:
-                outputs.append(_error_output(Report(headline=f"no output was recorded for {check_name}")))
+                outputs.append(_failure(Report(headline=f"no output was recorded for {check_name}")))
                 continue
             if check.missing() is not None:
-                outputs.append(_error_output(Report(
+                outputs.append(_failure(Report(
                     headline=f"{exercise.function} is not defined when this test runs",
                     details=[check.missing()[:300]],
                     hint=f"run the cell that defines {exercise.function}; if it raised an error, fix that first.")))
                 continue
             named = forbidden_reference(definitions.get(exercise.function), exercise.forbidden)
             if named:
-                outputs.append(_error_output(from_scratch_report(exercise, named)))
+                outputs.append(_failure(from_scratch_report(exercise, named)))
                 continue
             cases, memos = HIDDEN_CASES.cases(check_name, salt)
             result = evaluate(exercise, cases, lambda index, case, label, check=check: check.produced(index, label),
                               memos)
-            outputs.append(_stdout(result.text()) if isinstance(result, CheckResult) else _error_output(result))
+            outputs.append((_stdout(result.text()), None) if isinstance(result, CheckResult) else _failure(result))
         return outputs

@@ -212,8 +212,11 @@ class SanitizeUntrustedHTML(NbGraderPreprocessor):
                              help="Output mime types kept as they are, besides the images of data_image_types; "
                                   "text/html, text/markdown and text/latex are sanitised, every other type dropped."
                              ).tag(config=True)
-    cell_metadata_keys = List(Unicode(), default_value=["nbgrader", "editable", "deletable", "raw_mimetype"],
-                              help="Cell metadata keys kept; the others (trusted, tags, jupyter, …) are removed."
+    cell_metadata_keys = List(Unicode(), default_value=["nbgrader", "editable", "deletable", "raw_mimetype",
+                                                        "course_verdicts"],
+                              help="Cell metadata keys kept; the others (trusted, tags, jupyter, …) are removed. A "
+                                   "key the grader writes before this preprocessor runs belongs here, as the "
+                                   "verdicts of ApplyTrustedVerdicts do (course_verdicts, read by the class report)."
                               ).tag(config=True)
     notebook_metadata_keys = List(Unicode(), default_value=["kernelspec", "language_info", "nbgrader",
                                                             "course_review_flags"],
