@@ -293,7 +293,8 @@ def _verdicts(cell: dict) -> list[dict]:
     for entry in entries if isinstance(entries, list) else []:
         if isinstance(entry, dict) and isinstance(entry.get("passed"), bool):
             out.append({"check": str(entry.get("check", "")), "passed": entry["passed"],
-                        "diagnosis": str(entry.get("diagnosis", "values")), "cause": str(entry.get("cause") or "")})
+                        "diagnosis": str(entry.get("diagnosis", "values")), "cause": str(entry.get("cause") or ""),
+                        "rule": str(entry.get("rule") or "")})
     return out
 
 
@@ -385,6 +386,8 @@ def _mistakes(grade_id: str, students: Iterable[str], verdicts: Mapping[str, lis
             named = v["diagnosis"] == "named" and v["cause"]
             diagnosis = "named" if named else (v["diagnosis"] if v["diagnosis"] != "named" else "values")
             cause = v["cause"] if named else FAILURE_KINDS.get(diagnosis, diagnosis)
+            if diagnosis == "rule" and v.get("rule"):      # which rule: one entry per rule of the exercise
+                cause = f"{cause}: {v['rule']}"
             found.setdefault((v["check"] or grade_id, diagnosis, cause), set()).add(student)
     mistakes = [Mistake(check, diagnosis, cause, sorted(who)) for (check, diagnosis, cause), who in found.items()]
     return sorted(mistakes, key=lambda m: (-m.count, m.diagnosis != "named", m.check, m.cause))

@@ -51,8 +51,12 @@ def _verdict(check_name: str, report: Report | None) -> dict:
     """What the class report needs of one check's verdict: passed, or how it failed and with which mistake."""
     if report is None:
         return {"check": check_name, "passed": True}
-    return {"check": check_name, "passed": False, "diagnosis": report.diagnosis(), "cause": report.likely_cause,
-            "headline": report.headline, "case": report.case}
+    diagnosis = report.diagnosis()
+    verdict = {"check": check_name, "passed": False, "diagnosis": diagnosis, "cause": report.likely_cause,
+               "headline": report.headline, "case": report.case}
+    if diagnosis == "rule" and report.details:
+        verdict["rule"] = report.details[0]      # "Rule: <the rule the notebook states>."
+    return verdict
 
 
 def _stdout(text: str) -> NotebookNode:
