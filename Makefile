@@ -11,7 +11,7 @@ export PATH := $(abspath $(VENV))/bin:$(PATH)
 # many-grader gradebook test, Chromium runs the JupyterLab browser test.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup system-packages demo test test-fast lint release bench mutation clean-grading
+.PHONY: setup system-packages hub-setup hub hub-down demo test test-fast lint release bench mutation clean-grading
 
 setup: system-packages $(STAMP)
 
@@ -20,6 +20,7 @@ system-packages:
 	command -v bwrap >/dev/null || missing="$$missing bubblewrap"; \
 	command -v chromium >/dev/null || missing="$$missing chromium"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	command -v npm >/dev/null || missing="$$missing nodejs npm"; \
 	if [ -n "$$missing" ]; then \
 	  echo "Installing Debian packages:$$missing"; \
 	  $(SUDO) apt-get update -qq && \
@@ -35,6 +36,19 @@ $(STAMP): pyproject.toml
 	$(PY) -m utils.instructor.lab configure >/dev/null   # plain `jupyter lab` here is the student's view
 	@touch $(STAMP)
 
+# The hub's proxy (configurable-http-proxy, npm), pinned by utils/instructor/hub/package-lock.json.
+HUB_PROXY := utils/instructor/hub/node_modules/.bin/configurable-http-proxy
+hub-setup: system-packages
+	@test -x $(HUB_PROXY) || npm ci --prefix utils/instructor/hub --no-audit --no-fund --loglevel=error
+
+## The course on a JupyterHub on 127.0.0.1:8000: Unix accounts (an instructor, two students, the grader),
+## the exchange, the formgrader as a service. Ctrl-C stops it; `make hub-down` removes the accounts. As root.
+hub: setup hub-setup
+	$(PY) -m utils.instructor.hub up
+
+hub-down: setup
+	$(PY) -m utils.instructor.hub down
+
 ## Regenerate release/ from source/ with nbgrader generate_assignment.
 release: setup
 	$(PY) -m utils.instructor.release
@@ -44,7 +58,7 @@ demo: setup
 	$(PY) -m utils.instructor.demo
 
 ## Every test: lint, checkers, notebooks (nbval), release sync, nbgrader end to end, browser.
-test: setup lint
+test: setup hub-setup lint
 	COURSE_REQUIRE_BROWSER=1 $(PY) -m pytest
 
 ## The inner loop (a minute or two): the layers' import rules, the contract over every exercise and the

@@ -22,6 +22,7 @@ from nbgrader.preprocessors import (
 import utils.grading
 from utils.grading import nbgrader_patches
 from utils.grading.gradebook import sqlite_gradebook_url
+from utils.grading.late_penalty import LatePenalty
 from utils.grading.preprocessors import (
     ApplyTrustedVerdicts,
     ContinueAfterErrors,
@@ -89,6 +90,20 @@ c.Autograde.create_student = True
 # ClearMetadataPreprocessor is off (nbconvert's default); should it be turned on, it keeps the review
 # flags the grader writes into each autograded notebook (utils/grading/review_flags.py).
 c.ClearMetadataPreprocessor.preserve_nb_metadata_mask = {("language_info", "name"), "course_review_flags"}
+
+# The term (python -m utils.instructor.term apply writes due dates and extensions into the gradebook, where
+# nbgrader reads them; `term roster FILE.csv` imports the students; `term export` the Canvas-style CSV).
+# Due dates: date, time and time zone, e.g. {"deformable_conv": "2027-02-15 23:59:00 Europe/Istanbul"}.
+c.Term.due_dates = {}
+c.Term.roster = ""   # e.g. "roster.csv" (id, first_name, last_name, email[, lms_user_id]) in the course root
+# Late policy (utils/grading/late_penalty.py), applied by AssignLatePenalties above to a notebook submitted after
+# the student's due date (the exchange's timestamp.txt): 10 % of its score per started day, at most 50 %, none
+# within 15 minutes. Extensions: {assignment: {student id: that student's due date}}.
+c.AssignLatePenalties.plugin_class = LatePenalty
+c.LatePenalty.percent_per_day = 10.0
+c.LatePenalty.max_percent = 50.0
+c.LatePenalty.grace_minutes = 15.0
+c.LatePenalty.extensions = {}
 
 # Rendering a submission (formgrader, generate_feedback) sanitises again, whatever the autograded
 # notebook holds. SanitizeUntrustedHTML in their HTML exporter: Markdown cells (nbgrader's formgrade

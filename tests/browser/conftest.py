@@ -48,6 +48,15 @@ README_SHOTS = {
     "student-failure-block.png": "student-failure-block.png",
     "student-progress.png": "student-progress.png",
     "student-assignment-list.png": "student-assignment-list.png",
+    "hub-instructor-released.png": "hub-released.png",
+    "hub-student1-fetched.png": "hub-fetched.png",
+    "hub-student2-validated.png": "hub-validate.png",
+    "hub-student2-submitted.png": "hub-submitted.png",
+    "hub-instructor-collected.png": "hub-collected.png",
+    "hub-instructor-graded-written-answer.png": "hub-written-answer.png",
+    "hub-instructor-roster.png": "hub-roster.png",
+    "hub-instructor-released-feedback.png": "hub-feedback-released.png",
+    "hub-student2-feedback.png": "hub-feedback.png",
 }
 
 

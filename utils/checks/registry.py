@@ -20,16 +20,24 @@ CHECK_MODULES: dict[str, CheckModule] = {
         "avgpool2d_backward", "global_avg_pool_forward", "global_avg_pool_backward", "relu_forward",
         "relu_backward", "linear_forward", "linear_backward", "batchnorm_forward", "batchnorm_backward",
         "softmax_cross_entropy", "numerical_gradient", "size_answers", "param_answers", "rf_answers",
-        "hand_answers")),
+        "hand_answers", "network_backward", "numpy_train_steps")),
     "utils.cnn.pipeline": CheckModule("cnn/cnn_pipeline", (
         "build_transforms", "split_train_val", "CustomCNN", "CustomCNNwithBN", "make_criterion_and_optimizer",
         "topk_accuracy", "train_one_epoch", "evaluate")),
     "utils.cnn.architectures": CheckModule("cnn/cnn_architectures", (
         "LeNet5", "VGGBlock", "BasicBlock", "AlexNet", "SEBlock", "SEResNet18", "CNNClassifier",
         "block_gradient_norms")),
+    "utils.cnn.efficient": CheckModule("cnn/cnn_efficient", (
+        "DepthwiseSeparableConv", "InvertedResidual", "count_macs", "efficiency_answers")),
+    "utils.cnn.segmentation": CheckModule("cnn/cnn_segmentation", (
+        "UNet", "unet_answers", "BottleneckAttentionUNet")),
+    "utils.cnn.training": CheckModule("cnn/cnn_training", (
+        "confusion_matrix", "classification_metrics", "clip_gradients", "EarlyStopping", "fine_tune_optimizer")),
     "utils.rnn": CheckModule("rnn/rnn", (
         "build_vocab", "make_sequences", "init_rnn_params", "rnn_forward", "rnn_loss", "rnn_gradients",
         "perplexity", "lstm_cell", "lstm_forward", "LSTMModel", "gradient_norms")),
+    "utils.rnn.batches": CheckModule("rnn/rnn_batches", (
+        "pad_batch", "packed_last_hidden", "bidirectional_lstm", "Seq2Seq")),
     "utils.attention": CheckModule("attention/attention", (
         "scaled_dot_product_attention", "multi_head_attention", "positional_encoding", "transformer_encoder_block",
         "mha_param_count", "attention_matrix_bytes", "kv_cache_bytes")),

@@ -45,10 +45,12 @@ def nbgrader(*args: str, root: Path = REPO_ROOT, check: bool = True, quiet: bool
     return proc
 
 
-def generate_release(root: Path = REPO_ROOT, names: list[str] | None = None) -> None:
-    """``nbgrader generate_assignment`` for every assignment: source/ → release/."""
+def generate_release(root: Path = REPO_ROOT, names: list[str] | None = None, db_url: str | None = None) -> None:
+    """``nbgrader generate_assignment`` for every assignment: source/ → release/ (into ``db_url``'s gradebook
+    if given, else the course's)."""
+    extra = [f"--CourseDirectory.db_url={db_url}"] if db_url else []
     for name in names or assignments(root):
-        nbgrader("generate_assignment", name, "--force", root=root)
+        nbgrader("generate_assignment", name, "--force", *extra, root=root)
 
 
 def nbgrader_metadata(grade_id: str, solution: bool = False, locked: bool = False,

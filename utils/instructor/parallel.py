@@ -81,6 +81,8 @@ class StudentResult:
     finished: float = 0.0
     # per notebook: utils.grading.batch_report.NotebookStatus as a dict (graded, or failed and why)
     statuses: list[dict] = field(default_factory=list)
+    # the worker lost while it held this student's shard (the student was graded again from scratch on `worker`)
+    lost_worker: str = ""
 
 
 # --------------------------------------------------------------------------- worker side
@@ -281,11 +283,18 @@ def start_client(workers: int | None, scheduler: str | None, quiet: bool = True)
 def grade(root: Path, assignments: list[str], *, workers: int | None = None, scheduler: str | None = None,
           shard_size: int | None = None, students: list[str] | None = None, db_url: str | None = None,
           feedback: bool = True, export_to: str | None = "grades.csv", progress: bool = True,
-          warm_kernels: bool = True, client=None, check_kernel: bool = True) -> list[StudentResult]:
+          warm_kernels: bool = True, client=None, check_kernel: bool = True,
+          on_shard=None) -> list[StudentResult]:
     """Grade ``assignments`` of the course at ``root`` on Dask; returns one result per student.
 
     With ``check_kernel``, the preflight (:func:`preflight`) runs first and its PreflightError
-    stops the batch before any student is graded.
+    stops the batch before any student is graded. ``on_shard(results)``, when given, is called with
+    each shard's results as they arrive.
+
+    A worker lost in the middle of the batch (a crash, a machine gone) loses no student: Dask gives
+    its shards to the other workers (``distributed.scheduler.allowed-failures`` times at most), which
+    grade them again from scratch (``--force``: nbgrader replaces the autograded folder and updates
+    the gradebook's submission), and their results carry ``lost_worker``.
     """
     from distributed import as_completed
     root = Path(root).resolve()
@@ -321,10 +330,14 @@ def grade(root: Path, assignments: list[str], *, workers: int | None = None, sch
             assignment, part = futures[future]
             try:
                 shard_results = [StudentResult(**r) for r in future.result()]
-            except Exception as exc:   # a lost worker fails its shard, not the batch
+            except Exception as exc:   # e.g. workers kept dying on this shard (KilledWorker): not the batch
                 why = f"the grading task failed ({type(exc).__name__}: {exc})"
                 shard_results = [StudentResult(s, assignment, False, 0.0, why) for s in part]
+            # read: a worker lost later must not make Dask grade these students again behind our back
+            future.release()
             results += shard_results
+            if on_shard is not None:
+                on_shard(shard_results)
             if bar is not None:
                 bar.update(len(part))
                 failed = sum(not r.ok for r in results)
@@ -332,6 +345,9 @@ def grade(root: Path, assignments: list[str], *, workers: int | None = None, sch
                     bar.set_postfix(errors=failed)
         if bar is not None:
             bar.close()
+        lost = lost_workers(client, {future.key: job for future, job in futures.items()})
+        for r in results:
+            r.lost_worker = lost.get((r.assignment, r.student), "")
     finally:
         if own_client:
             client.close()
@@ -341,6 +357,22 @@ def grade(root: Path, assignments: list[str], *, workers: int | None = None, sch
         export_csv(root, db_url, export_to)
     order = {(a, s): i for i, (a, s) in enumerate((a, s) for a in assignments for s in jobs[a])}
     return sorted(results, key=lambda r: order.get((r.assignment, r.student), 0))
+
+
+def lost_workers(client, shards: dict) -> dict[tuple[str, str], str]:
+    """(assignment, student) -> address of the worker that held the student's shard when it was lost.
+
+    ``shards`` maps each task's key to its (assignment, students). The scheduler logs every worker it
+    removes with the tasks it was running or holding (event "remove-worker"); those tasks ran again.
+    """
+    lost = {}
+    for _, event in client.get_events("all"):
+        if isinstance(event, dict) and event.get("action") == "remove-worker":
+            for key in [*event.get("processing-tasks", ()), *event.get("lost-computed-tasks", ())]:
+                if key in shards:
+                    assignment, part = shards[key]
+                    lost.update({(assignment, student): event["worker"] for student in part})
+    return lost
 
 
 def startup_summary(results: list[StudentResult]) -> dict[str, dict[str, float]]:
@@ -409,6 +441,13 @@ def report(results: list[StudentResult], seconds: float, out=sys.stdout, root: P
     failed = [r for r in results if not r.ok]
     print(f"\nGraded {len(ok)} of {len(results)} submissions in {seconds:.1f} s"
           + (f" ({seconds / len(results):.2f} s per submission)" if results else "") + ".", file=out)
+    lost = sorted({r.lost_worker for r in results if r.lost_worker})
+    if lost:
+        regraded = sum(bool(r.lost_worker) for r in results)
+        held = (f"{regraded} students {'it' if len(lost) == 1 else 'they'} held were" if regraded > 1
+                else f"student {'it' if len(lost) == 1 else 'they'} held was")
+        print(f"  ⚠ {len(lost)} worker{'s' if len(lost) > 1 else ''} lost during the batch ({', '.join(lost)}): "
+              f"the {held} graded from scratch on the other workers.", file=out)
     flagged = flagged_students(root, sorted({r.assignment for r in results})) if root is not None else {}
     for line in attention_lines(results, flagged):
         print(f"  {line}", file=out)

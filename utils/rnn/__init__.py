@@ -15,6 +15,9 @@ The notebook asks for (torch tensors in, torch tensors or numpy out):
 * the class ``LSTMModel(input_size, hidden_size, num_layers, output_size)`` (:mod:`~utils.rnn.lstm_model`);
 * ``gradient_norms(rnn, x) -> (T,)`` (:mod:`~utils.rnn.gradient_norms`).
 
+The second notebook, ``rnn_batches`` (padding, packing, a bidirectional LSTM, seq2seq), has its checks in
+:mod:`utils.rnn.batches`.
+
 These modules run in the student's kernel (to call the student's code) and in the grader (to compute
 references and name mistakes). This notebook is written in torch and graded with torch available, so
 the modules import it at module level. References are real torch modules (``nn.RNN`` + ``nn.Linear``,

@@ -10,6 +10,8 @@ by hand. One module per layer; each holds its exercises' cases, torch reference,
 * :mod:`~utils.cnn.layers.batchnorm` — ``batchnorm_forward``, ``batchnorm_backward``;
 * :mod:`~utils.cnn.layers.loss` — ``softmax_cross_entropy``;
 * :mod:`~utils.cnn.layers.gradient_check` — ``numerical_gradient``;
+* :mod:`~utils.cnn.layers.network` — ``network_backward`` and ``numpy_train_steps``: the layers composed into
+  one network, its backward pass and a few SGD steps;
 * :mod:`~utils.cnn.layers.by_hand` — the dicts ``size_answers``, ``param_answers``, ``rf_answers``,
   ``hand_answers``;
 * :mod:`~utils.cnn.layers.shared` — what they share: torch on first use, outputs packed as one
@@ -48,6 +50,12 @@ from utils.cnn.layers.linear_relu import (
     check_relu_forward,
 )
 from utils.cnn.layers.loss import SOFTMAX_CE, check_softmax_cross_entropy
+from utils.cnn.layers.network import (
+    NETWORK_BACKWARD,
+    NUMPY_TRAIN_STEPS,
+    check_network_backward,
+    check_numpy_train_steps,
+)
 from utils.cnn.layers.pooling import (
     AVGPOOL_BACKWARD,
     AVGPOOL_FORWARD,
@@ -68,7 +76,7 @@ EXERCISES = {e.function: e for e in (
     CONV_FORWARD, CONV_BACKWARD, MAXPOOL_FORWARD, MAXPOOL_BACKWARD, AVGPOOL_FORWARD, AVGPOOL_BACKWARD,
     GAP_FORWARD, GAP_BACKWARD, RELU_FORWARD, RELU_BACKWARD, LINEAR_FORWARD, LINEAR_BACKWARD,
     BN_FORWARD, BN_BACKWARD, SOFTMAX_CE, NUMERICAL_GRADIENT,
-    SIZE_ANSWERS, PARAM_ANSWERS, RF_ANSWERS, HAND_ANSWERS)}
+    SIZE_ANSWERS, PARAM_ANSWERS, RF_ANSWERS, HAND_ANSWERS, NETWORK_BACKWARD, NUMPY_TRAIN_STEPS)}
 
 __all__ = [
     "EXERCISES",
@@ -77,4 +85,5 @@ __all__ = [
     "check_global_avg_pool_backward", "check_relu_forward", "check_relu_backward", "check_linear_forward",
     "check_linear_backward", "check_batchnorm_forward", "check_batchnorm_backward", "check_softmax_cross_entropy",
     "check_numerical_gradient", "check_size_answers", "check_param_answers", "check_rf_answers", "check_hand_answers",
+    "check_network_backward", "check_numpy_train_steps",
 ]

@@ -191,8 +191,11 @@ def _start_kernel(request: dict, control_fds: tuple[int, ...]) -> int:
     if null != 0:
         os.dup2(null, 0)
         os.close(null)
-    with open("/proc/self/oom_score_adj", "w") as f:
-        f.write("1000")   # under memory pressure, the kernel's processes are killed, never the zygote
+    try:
+        with open("/proc/self/oom_score_adj", "w") as f:
+            f.write("1000")   # under memory pressure, the kernel's processes are killed, never the zygote
+    except PermissionError:   # a grader account (not root) in a user namespace: the memory rlimits still hold
+        pass
     isolate(request["keep"], request["hide"], request["carry"], request["mountpoint"])
     init = os.fork()
     if init == 0:

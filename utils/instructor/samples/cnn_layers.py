@@ -21,4 +21,11 @@ MISTAKES = [
     mistake("cnn_rf_pool_window_ignored", "rf_answers",
             ('"rf_blocks": [4, 10, 22, 46],', '"rf_blocks": [3, 7, 15, 31],'),
             diagnosis="max-pool window was not counted"),
+    mistake("cnn_network_flatten_order", "network_backward",
+            ("dp1 = dflat.reshape(p1.shape)",
+             "dp1 = dflat.reshape(p1.shape[0], p1.shape[2], p1.shape[3], p1.shape[1]).transpose(0, 3, 1, 2)"),
+            diagnosis="reshaped back in another order (channels last)"),
+    mistake("cnn_train_gradient_ascent", "numpy_train_steps",
+            ("params[name] - lr * grads[name]", "params[name] + lr * grads[name]"),
+            diagnosis="the gradient was added to the parameters (gradient ascent)"),
 ]
