@@ -56,3 +56,16 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    """A throwaway PostgreSQL server on loopback (:mod:`utils.instructor.pgserver`) for one test module;
+    skipped where the server binaries are missing."""
+    from utils.instructor.pgserver import PostgresServer, ServerUnavailable, find_bindir
+    try:
+        find_bindir()
+    except ServerUnavailable as why:
+        pytest.skip(f"PostgreSQL server binaries missing: {why}")
+    with PostgresServer() as server:
+        yield server

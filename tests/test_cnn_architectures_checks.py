@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import check_failures
 import numpy as np
 import pytest
 import torch
@@ -21,7 +22,7 @@ import torch.nn.functional as F
 import utils.cnn.architectures as ca
 from notebook_solutions import NotebookSolutions
 from utils.checks.exercise import Case
-from utils.checks.feedback import CheckFailure, NotImplementedYet
+from utils.checks.feedback import NotImplementedYet
 from utils.cnn.architectures.basic_block import BASIC_BLOCK, BasicBlockVariant, torchvision_basic_block
 from utils.cnn.architectures.classifiers import AlexNetVariant, LeNet5Reference
 from utils.cnn.architectures.squeeze_excitation import SEBlockReference, SEResNet18Reference
@@ -46,11 +47,7 @@ def check(name: str):
 
 
 def fails_with(name: str, student, text: str, hidden: bool = False) -> str:
-    with pytest.raises(CheckFailure) as info:
-        check(name)(student, hidden=hidden)
-    message = str(info.value)
-    assert text in message, message
-    return message
+    return check_failures.fails_with(check(name), student, text, hidden=hidden)
 
 
 # --------------------------------------------------------------------------- the notebook

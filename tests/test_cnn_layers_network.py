@@ -14,12 +14,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import check_failures
 import numpy as np
 import pytest
 
 import utils.cnn.layers as cl
 from notebook_solutions import NotebookSolutions
-from utils.checks.feedback import CheckFailure, NotImplementedYet
+from utils.checks.feedback import NotImplementedYet
 from utils.instructor.samples.cnn_layers import MISTAKES as SAMPLES
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")   # tiny networks: one thread is faster
@@ -36,9 +37,7 @@ def edited(cell: str, *pairs: tuple[str, str], **replaced_cells: str) -> dict:
 
 
 def failure(name: str, student) -> str:
-    with pytest.raises(CheckFailure) as info:
-        getattr(cl, f"check_{name}")(student, hidden=True)
-    return str(info.value)
+    return check_failures.failure(getattr(cl, f"check_{name}"), student, hidden=True)
 
 
 def named(function: str, key: str) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import pickle
 from pathlib import Path
 
+import check_failures
 import nbformat
 import numpy as np
 import pytest
@@ -48,9 +49,7 @@ def check(name: str):
 
 
 def failure(name: str, student, hidden: bool = False) -> str:
-    with pytest.raises(CheckFailure) as info:
-        check(name)(student, hidden=hidden)
-    return str(info.value)
+    return check_failures.failure(check(name), student, hidden=hidden)
 
 
 # =========================================================================== the solution
@@ -526,18 +525,6 @@ def test_samples_are_enough_and_unique():
 # =========================================================================== the trusted-grading split
 
 
-def _plain(value) -> bool:
-    if isinstance(value, np.ndarray):
-        return value.dtype.kind in "biuf"
-    if isinstance(value, (bool, int, float, str, np.integer, np.floating)) or value is None:
-        return True
-    if isinstance(value, (list, tuple)):
-        return all(_plain(v) for v in value)
-    if isinstance(value, dict):
-        return all(isinstance(k, str) and _plain(v) for k, v in value.items())
-    return False
-
-
 @pytest.mark.parametrize("name", FUNCTIONS)
 def test_call_returns_plain_arrays_that_the_grader_accepts(name):
     """Inputs are plain data; ``call`` (student code only) gives numeric arrays; judging them elsewhere passes."""
@@ -547,7 +534,7 @@ def test_call_returns_plain_arrays_that_the_grader_accepts(name):
     student = build(name)
     arrays = []
     for index, case in enumerate(cases):
-        assert _plain(case.inputs), (name, index)
+        assert check_failures.plain_data(case.inputs), (name, index)
         inputs = pickle.loads(pickle.dumps(case.inputs))   # what the kernel receives
         produced = produce(exercise, student, Case(case.description, inputs), "case")
         assert produced.error is None, produced.error

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+import check_failures
 import numpy as np
 import pytest
 import torch
@@ -20,7 +21,7 @@ import torch.nn.functional as F
 
 import utils.cnn.segmentation as seg
 from notebook_solutions import NotebookSolutions
-from utils.checks.feedback import CheckFailure, NotImplementedYet
+from utils.checks.feedback import NotImplementedYet
 from utils.cnn.segmentation.shared import AttentionUNetReference, UNetReference, block_label, sinusoidal_positions
 from utils.instructor.samples.cnn_segmentation import MISTAKES as SAMPLES
 
@@ -36,12 +37,7 @@ def mutate(name: str, *pairs: tuple[str, str], once: bool = False):
 
 
 def fails_with(name: str, student, *texts: str, hidden: bool = False) -> str:
-    with pytest.raises(CheckFailure) as info:
-        getattr(seg, f"check_{name}")(student, hidden=hidden)
-    message = str(info.value)
-    for text in texts:
-        assert text in message, message
-    return message
+    return check_failures.fails_with(getattr(seg, f"check_{name}"), student, *texts, hidden=hidden)
 
 
 # --------------------------------------------------------------------------- correct answers pass

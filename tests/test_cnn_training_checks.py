@@ -15,6 +15,7 @@ import math
 import pickle
 from pathlib import Path
 
+import check_failures
 import numpy as np
 import pytest
 import torch
@@ -25,7 +26,7 @@ import utils.cnn.training as ct
 from notebook_solutions import NotebookSolutions
 from utils.checks.adapters import to_numpy
 from utils.checks.exercise import Case, Produced, evaluate, produce
-from utils.checks.feedback import CheckFailure, CheckResult
+from utils.checks.feedback import CheckResult
 from utils.checks.seeding import grading_salt
 from utils.cnn.training import clipping, confusion, early_stopping, fine_tuning, metrics
 from utils.instructor.samples.cnn_training import MISTAKES as SAMPLES
@@ -48,9 +49,7 @@ def passes(name: str, student) -> None:
 
 
 def failure(name: str, student, hidden: bool = True) -> str:
-    with pytest.raises(CheckFailure) as info:
-        check(name)(student, hidden=hidden)
-    return str(info.value)
+    return check_failures.failure(check(name), student, hidden=hidden)
 
 
 # =========================================================================== the solution and correct variants
@@ -308,18 +307,6 @@ def test_sample_mistake_applies_and_is_diagnosed(sample):
     assert sample.diagnosis in text, text
 
 
-def _plain(value) -> bool:
-    if isinstance(value, np.ndarray):
-        return value.dtype.kind in "biuf"
-    if isinstance(value, (bool, int, float, str, np.integer, np.floating)) or value is None:
-        return True
-    if isinstance(value, (list, tuple)):
-        return all(_plain(v) for v in value)
-    if isinstance(value, dict):
-        return all(isinstance(k, str) and _plain(v) for k, v in value.items())
-    return False
-
-
 @pytest.mark.parametrize("name", FUNCTIONS)
 def test_call_returns_plain_arrays_that_the_grader_accepts(name):
     exercise = ct.EXERCISES[name]
@@ -328,7 +315,7 @@ def test_call_returns_plain_arrays_that_the_grader_accepts(name):
     student = build(name)
     arrays = []
     for index, case in enumerate(cases):
-        assert _plain(case.inputs), (name, index)
+        assert check_failures.plain_data(case.inputs), (name, index)
         inputs = pickle.loads(pickle.dumps(case.inputs))
         produced = produce(exercise, student, Case(case.description, inputs), "case")
         assert produced.error is None, produced.error

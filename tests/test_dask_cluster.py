@@ -30,7 +30,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 from distributed import Client
 from nbgrader.api import Gradebook
 
@@ -38,7 +37,6 @@ from utils.grading.gradebook import sqlite_gradebook_url
 from utils.instructor import parallel
 from utils.instructor.course import REPO_ROOT, build_submissions, generate_release, nbgrader
 from utils.instructor.dask_cluster import loopback_cluster
-from utils.instructor.pgserver import PostgresServer, ServerUnavailable, find_bindir
 
 ASSIGNMENT = "deformable_conv"
 COURSE_ID = "dl-architectures"
@@ -121,16 +119,6 @@ def test_the_command_line_starts_and_stops_a_loopback_cluster(tmp_path):
 
 
 # --------------------------------------------------------------------------- a worker lost mid-batch
-
-
-@pytest.fixture(scope="module")
-def postgres():
-    try:
-        find_bindir()
-    except ServerUnavailable as why:
-        pytest.skip(f"PostgreSQL server binaries missing: {why}")
-    with PostgresServer() as server:
-        yield server
 
 
 def test_a_worker_killed_mid_batch_loses_no_student(postgres, tmp_path):

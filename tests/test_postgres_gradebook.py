@@ -10,25 +10,13 @@ from __future__ import annotations
 
 import shutil
 
-import pytest
 from nbgrader.api import Gradebook
 
 from utils.grading.gradebook import sqlite_gradebook_url
 from utils.instructor import parallel
 from utils.instructor.course import nbgrader
-from utils.instructor.pgserver import PostgresServer, ServerUnavailable, find_bindir
 
 COURSE_ID = "dl-architectures"
-
-
-@pytest.fixture(scope="module")
-def postgres():
-    try:
-        find_bindir()
-    except ServerUnavailable as why:
-        pytest.skip(f"PostgreSQL server binaries missing: {why}")
-    with PostgresServer() as server:
-        yield server
 
 
 def grades(db_url: str, assignment: str, students: list[str]) -> dict:

@@ -12,10 +12,11 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from check_failures import fails_with, mistake_name
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence, pad_sequence
 
 from notebook_solutions import NotebookSolutions
-from utils.checks.feedback import CheckFailure, NotImplementedYet
+from utils.checks.feedback import NotImplementedYet
 from utils.instructor.samples.rnn_batches import MISTAKES as SAMPLES
 from utils.rnn import batches as RB
 
@@ -32,17 +33,11 @@ def sol():
 
 
 def _mistake_name(function: str, keyword: str) -> str:
-    names = [m.name for m in RB.EXERCISES[function].mistakes if keyword in m.name]
-    assert len(names) == 1, (function, keyword, names)
-    return names[0]
+    return mistake_name(RB.EXERCISES, function, keyword)
 
 
 def _fails_with(function: str, student, text: str, hidden: bool = False) -> str:
-    with pytest.raises(CheckFailure) as info:
-        CHECKS[function](student, hidden=hidden)
-    message = str(info.value)
-    assert text in message, message
-    return message
+    return fails_with(CHECKS[function], student, text, hidden=hidden)
 
 
 def _named(function: str, student, keyword: str) -> str:

@@ -12,10 +12,10 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from check_failures import fails_with, mistake_name
 
 from notebook_solutions import NotebookSolutions
 from utils import rnn as R
-from utils.checks.feedback import CheckFailure
 from utils.instructor.samples import mistakes_for
 from utils.rnn.shared import PARAM_NAMES
 
@@ -34,17 +34,11 @@ def sol():
 
 
 def _mistake_name(function: str, keyword: str) -> str:
-    names = [m.name for m in R.EXERCISES[function].mistakes if keyword in m.name]
-    assert len(names) == 1, (function, keyword, names)
-    return names[0]
+    return mistake_name(R.EXERCISES, function, keyword)
 
 
 def _fails_with(function: str, student, text: str, hidden: bool = False) -> str:
-    with pytest.raises(CheckFailure) as info:
-        CHECKS[function](student, hidden=hidden)
-    message = str(info.value)
-    assert text in message, message
-    return message
+    return fails_with(CHECKS[function], student, text, hidden=hidden)
 
 
 # --------------------------------------------------------------------------- (a) correct solutions and variants

@@ -172,25 +172,13 @@ def _ids(account: str) -> tuple[int, int]:
 
 
 @pytest.fixture(scope="module")
-def gradebook_url():
-    from utils.instructor.pgserver import PostgresServer, ServerUnavailable
-    try:
-        server = PostgresServer().start()
-    except ServerUnavailable as e:
-        pytest.fail(f"the hub test needs the PostgreSQL server binaries (`make system-packages`): {e}")
-    yield server.db_url
-    server.stop()
-    server.remove()
-
-
-@pytest.fixture(scope="module")
-def deployment(gradebook_url):
+def deployment(postgres):
     from utils.instructor.hub.deployment import set_up, tear_down
     tag = secrets.token_hex(2)
     state = tempfile.mkdtemp(prefix="course-hub-")   # in /tmp, which every account can traverse
     try:
         deployment = set_up(state, students=[f"dlc{tag}-ada", f"dlc{tag}-bo"], instructors=[f"dlc{tag}-prof"],
-                            grader=f"dlc{tag}-grader", port=_free_port(), db_url=gradebook_url)
+                            grader=f"dlc{tag}-grader", port=_free_port(), db_url=postgres.db_url)
         yield deployment
     finally:
         tear_down(state)
@@ -326,6 +314,11 @@ def test_a_term_on_the_hub(browser, hub, deployment):
             assert expected in text, f"{student}'s feedback lacks {expected!r}"
         if absent:
             assert absent not in text
+        # Students never reach the formgrader, nor another student's server.
+        response = page.goto(f"{deployment.url}services/{deployment.course_id}/formgrader/manage_assignments")
+        assert response.status == 403, (response.status, page.url)
+        response = page.goto(f"{deployment.url}user/{other}/lab")
+        assert response.status in (403, 404), (response.status, page.url)
         page.context.close()
 
     # The LMS gradebook: one row per student, the total after the late penalty, a column per question.

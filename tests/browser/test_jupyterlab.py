@@ -259,8 +259,8 @@ def test_student_solves_and_validates(student_lab, student_folder, page, rel):
     # Run All goes on past the unanswered exercises: every code cell ran, and only theirs failed.
     assert not page.evaluate(f"() => {_NB}.content.widgets.some(w => w.model.type === 'code' "
                              "&& w.model.executionCount === null)"), "Run All stopped early"
-    for error in errors:
-        assert int(error.split(":")[0].split()[1]) > stop, errors
+    for error in errors:   # the first unanswered cell itself raises where its stub runs at the top level (a dict)
+        assert int(error.split(":")[0].split()[1]) >= stop, errors
         assert error.split(": ")[1] in ("NotImplementedError", "NotImplementedYet"), errors
     assert bool(errors) == bool(unanswered), errors
     for i in passing:
