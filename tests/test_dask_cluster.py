@@ -4,9 +4,10 @@ The cluster is ``dask scheduler`` and two ``dask worker --nthreads 1`` processes
 (utils/instructor/dask_cluster.py), the gradebook a throwaway PostgreSQL server
 (utils/instructor/pgserver.py). Two of the deformable_conv assignment's sample submissions (the
 solution and its first sample mistake) are graded one student per task, so each worker grades one at
-the same time; as soon as the first student's result is in, the other worker is killed with SIGKILL,
-once the student it grades is half-written (its autograded folder and its submission in the gradebook
-exist). A batch over before the kill fails the test.
+the same time. The mistake's first answer cell also waits SLOW_STUDENT_S seconds (a slow submission),
+so its grading surely outlasts the solution's; as soon as the solution's result is in, the other worker
+is killed with SIGKILL, once the student it grades is half-written (its autograded folder and its
+submission in the gradebook exist). A batch over before the kill fails the test.
 SIGKILL, not SIGTERM, because it is the case that can lose work: the worker gets no chance to finish
 the student it is grading or to hand anything back (a crash, the OOM killer, a machine gone), and it
 is gone at once, so the rerun of its task never overlaps the dead worker's own writes. (On SIGTERM a
@@ -30,6 +31,7 @@ import sys
 import time
 from pathlib import Path
 
+import nbformat
 from distributed import Client
 from nbgrader.api import Gradebook
 
@@ -40,6 +42,7 @@ from utils.instructor.dask_cluster import loopback_cluster
 
 ASSIGNMENT = "deformable_conv"
 COURSE_ID = "dl-architectures"
+SLOW_STUDENT_S = 20   # how much longer the mistake's grading takes than the solution's
 
 
 def alive(pid: int) -> bool:
@@ -87,6 +90,15 @@ def scores(db_url: str, students: list[str]) -> dict:
     return out
 
 
+def slow_down(submission: Path, seconds: float) -> None:
+    """Make the first answer cell of each notebook in ``submission`` wait ``seconds`` before its code."""
+    for path in sorted(submission.glob("*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        cell = next(c for c in nb.cells if c.cell_type == "code" and c.metadata.get("nbgrader", {}).get("solution"))
+        cell.source = f"import time\ntime.sleep({seconds})\n" + cell.source
+        nbformat.write(nb, path)
+
+
 def files(folder: Path) -> list[str]:
     return sorted(str(p.relative_to(folder)) for p in folder.rglob("*"))
 
@@ -132,6 +144,8 @@ def test_a_worker_killed_mid_batch_loses_no_student(postgres, tmp_path):
     shutil.rmtree(sequential / "submitted" / "untouched")   # two students: one per worker, graded at once
     students = sorted(p.name for p in (sequential / "submitted").iterdir())
     assert len(students) == 2 and "solution" in students, students
+    slow = next(s for s in students if s != "solution")
+    slow_down(sequential / "submitted" / slow / ASSIGNMENT, SLOW_STUDENT_S)
     nbgrader("autograde", ASSIGNMENT, "--force", root=sequential, timeout=600)
     expected = scores(sqlite_gradebook_url(sequential), students)
     assert len({str(nbs) for _, nbs in expected.values()}) == 2, expected   # two different results
@@ -188,6 +202,7 @@ def test_a_worker_killed_mid_batch_loses_no_student(postgres, tmp_path):
     assert killed.get("victim"), f"no worker held a task when the first result arrived: the batch was over {killed}"
     assert killed["held"] >= 1 and killed["pending"] >= 1, killed
     assert killed["first"] != killed["victim"], killed
+    assert list(killed["half_graded"]) == [slow], killed
     assert not killed["left"], f"processes of the killed worker outlived it: {killed['left']}"
     # every student exactly once, graded; the killed worker's students graded again by the survivor
     assert sorted(r.student for r in results) == students
